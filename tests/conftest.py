@@ -1,0 +1,81 @@
+"""Test-wide setup: an isolated Hugging Face cache, a loopback Hub, real data when it is present.
+
+huggingface_hub reads HF_HOME and friends when it is imported, so they are set here, before any test
+module imports it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_HF_HOME = tempfile.mkdtemp(prefix="zoo-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, True)
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["HF_TOKEN"] = "hf_dummy"
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.pop("HF_ENDPOINT", None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from hub_server import HubServer  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> HubServer:
+    server = HubServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
+    """The loopback Hub, with zoo pointed at it for this test."""
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", hub_server.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub_server.clear_log()
+    return hub_server
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data bundle not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _photo_crops(size: int) -> torch.Tensor:
+    """Real photographs shipped inside scikit-image, centre-cropped and resized: [N, 3, size, size] in [0, 1]."""
+    from skimage import data
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    out = []
+    for photo in photos:
+        x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).float()[None] / 255
+        side = min(x.shape[-2:])
+        top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+        x = x[..., top:top + side, left:left + side]
+        out.append(torch.nn.functional.interpolate(x, size=(size, size), mode="area"))
+    return torch.cat(out)
+
+
+@pytest.fixture(scope="session")
+def photos() -> torch.Tensor:
+    """Four real photos at 32x32, for tiny image models."""
+    return _photo_crops(32)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,40 @@
+"""zoo: faithful multimodal tokenizers and the generators that model their tokens.
+
+    tok = zoo.load("vq16")            # pretrained, from the Hugging Face Hub
+    tokens = tok.encode(images)       # Tokens: ids and/or latents with their layout
+    images = tok.decode(tokens)
+"""
+
+__version__ = "0.1.0"
+
+from ._factory import create, info  # noqa: E402
+from ._registry import (  # noqa: E402
+    PretrainedCfg,
+    get_pretrained_cfg,
+    is_model,
+    list_models,
+    register_model,
+    register_pretrained,
+)
+from .hub import load, push_to_hub, save_pretrained  # noqa: E402
+from .tokenizer import ImageTokenizer, Tokenizer, TokenizerOutput  # noqa: E402
+from .tokens import Tokens  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "ImageTokenizer",
+    "PretrainedCfg",
+    "Tokenizer",
+    "TokenizerOutput",
+    "Tokens",
+    "create",
+    "get_pretrained_cfg",
+    "info",
+    "is_model",
+    "list_models",
+    "load",
+    "push_to_hub",
+    "register_model",
+    "register_pretrained",
+    "save_pretrained",
+]

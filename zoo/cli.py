@@ -1,0 +1,261 @@
+"""The ``zoo`` command: a thin layer over the Python API.
+
+    zoo list [PATTERN] [--modality M] [--pretrained]
+    zoo info NAME [--json]
+    zoo encode MODEL INPUTS... -o OUT_DIR        (token files, one per input)
+    zoo decode MODEL TOKENS... -o OUT_DIR        (media files, one per token file)
+    zoo card MODEL_OR_DIR [-o README.md]
+    zoo push DIR REPO_ID [--branch B] [--private] [-m MESSAGE]
+
+Over many files a bad one is reported and skipped; the others' outputs are kept and the exit status
+is 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ZooError
+
+DEFAULT_SUFFIX = {"image": ".png", "audio": ".wav", "eeg": ".npz", "svg": ".svg"}
+TOKEN_SUFFIX = ".tokens.safetensors"
+
+
+def expand_inputs(patterns: Iterable[str], suffixes: Iterable[str] | None = None) -> list[Path]:
+    """Expand globs and directories (recursively, filtered by ``suffixes``) in the order given."""
+    wanted = {s.lower() for s in suffixes} if suffixes else None
+    found: list[Path] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
+            if not matches:
+                found.append(Path(pattern))  # reported later as a missing input
+            found.extend(matches)
+        elif Path(pattern).is_dir():
+            found.extend(
+                p for p in sorted(Path(pattern).rglob("*"))
+                if p.is_file() and (wanted is None or "".join(p.suffixes[-2:]).lower() in wanted or p.suffix.lower() in wanted)
+            )
+        else:
+            found.append(Path(pattern))
+    unique: dict[Path, None] = dict.fromkeys(found)
+    return list(unique)
+
+
+def _output_name(path: Path, used: set[str], suffix: str) -> str:
+    stem = path.name.removesuffix(TOKEN_SUFFIX) if path.name.endswith(TOKEN_SUFFIX) else path.stem
+    name, n = f"{stem}{suffix}", 1
+    while name in used:
+        name, n = f"{stem}-{n}{suffix}", n + 1
+    used.add(name)
+    return name
+
+
+def _progress(items: Sequence[Path], desc: str) -> Iterable[Path]:
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2 or None)
+
+
+def _report(failures: list[tuple[Path, str]], done: int, what: str) -> int:
+    for path, problem in failures:
+        print(f"skipped {path}: {problem}", file=sys.stderr)
+    print(f"{what} {done} file(s), {len(failures)} failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import list_models
+
+    for name in list_models(args.pattern, modality=args.modality, pretrained=args.pretrained):
+        print(name)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import info
+
+    facts = info(args.name)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    print(f"{facts['name']}  ({facts['modality']}, {facts['size']} size)  {facts['summary']}")
+    print(f"  class       {facts['class']}")
+    print(f"  parameters  {facts['parameters']:,}")
+    print(f"  sizes       {', '.join(facts['sizes'])}")
+    print(f"  input       {json.dumps(facts['input'])}")
+    print(f"  tokens      {json.dumps(facts['tokens'])}")
+    for name, cfg in facts["pretrained"].items():
+        print(f"  pretrained  {name}: {cfg['hf_hub_id']}/{cfg['file']} @ {cfg['revision']} [{cfg['format']}]")
+        print(f"              licence {cfg['license']}, paper {cfg['paper']}, code {cfg['upstream']}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from . import load
+
+    return load(args.model, revision=args.revision, device=args.device)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import torch
+
+    from .io import read_media
+    from .io import _SUFFIXES as MEDIA_SUFFIXES
+
+    model = _load(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    files = expand_inputs(args.inputs, MEDIA_SUFFIXES.get(model.modality))
+    failures: list[tuple[Path, str]] = []
+    used: set[str] = set()
+    done = 0
+    options: dict[str, Any] = {}
+    if model.modality == "image":
+        options["resolution"] = None if args.resolution == "native" else int(args.resolution or 0)
+        reader = {"mode": "RGB" if model.in_channels == 3 else "L"}
+    else:
+        reader = {}
+    for path in _progress(files, "encode"):
+        try:
+            if not path.is_file():
+                raise ZooError(f"{path}: no such file")
+            x = model.prepare(read_media(path, modality=model.modality, **reader), path=path, **options)
+            with torch.inference_mode():
+                tokens = model.encode(x.to(model.device))
+            tokens.meta["source_file"] = path.name
+            tokens.save(out / _output_name(path, used, TOKEN_SUFFIX))
+            done += 1
+        except (ZooError, ValueError, OSError) as exc:
+            failures.append((path, str(exc).removeprefix(f"{path}: ")))
+    return _report(failures, done, "encoded")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import torch
+
+    from .io import write_media
+    from .tokens import Tokens
+
+    model = _load(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = args.suffix or DEFAULT_SUFFIX[model.modality]
+    files = expand_inputs(args.tokens, [TOKEN_SUFFIX, ".safetensors", ".npz"])
+    failures: list[tuple[Path, str]] = []
+    used: set[str] = set()
+    done = 0
+    for path in _progress(files, "decode"):
+        try:
+            tokens = Tokens.load(path, device=model.device)
+            for i in range(len(tokens)):
+                item = tokens[i]
+                with torch.inference_mode():
+                    media = model.finish(model.decode(item), item)
+                name = _output_name(path, used, suffix) if len(tokens) == 1 else _output_name(
+                    path.with_name(f"{path.name.removesuffix(TOKEN_SUFFIX)}-{i}"), used, suffix
+                )
+                write_media(out / name, media, modality=model.modality)
+            done += 1
+        except (ZooError, ValueError, OSError) as exc:
+            failures.append((path, str(exc).removeprefix(f"{path}: ")))
+    return _report(failures, done, "decoded")
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    import torch
+
+    from ._factory import create
+    from .cards import render_card
+    from .hub import CONFIG_NAME, build_from_config, read_config
+
+    target = Path(args.model)
+    with torch.device("meta"):
+        if target.is_dir():
+            model = build_from_config(read_config(target / CONFIG_NAME), str(target / CONFIG_NAME))
+        else:
+            model = create(args.model)
+    text = render_card(model, repo_id=args.repo_id)
+    if args.output:
+        from ._atomic import atomic_write_text
+
+        atomic_write_text(args.output, text)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub import hub_endpoint, push_folder
+
+    sha = push_folder(args.directory, args.repo_id, branch=args.branch, private=args.private, commit_message=args.message)
+    print(f"pushed {args.directory} to {hub_endpoint()}/{args.repo_id} at commit {sha}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="zoo", description="Multimodal tokenizer model zoo.")
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered models")
+    p.add_argument("pattern", nargs="?", help="glob, e.g. 'vq*'")
+    p.add_argument("--modality", choices=["image", "audio", "eeg", "svg", "generator"])
+    p.add_argument("--pretrained", action="store_true", help="list arch.tag names with weights")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="facts about a model")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    for name, func, help_text in (("encode", cmd_encode, "media files -> token files"),
+                                  ("decode", cmd_decode, "token files -> media files")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("model", help="registry name, Hub repo id or local directory")
+        p.add_argument("tokens" if name == "decode" else "inputs", nargs="+", help="files, directories or globs")
+        p.add_argument("-o", "--output", required=True, help="output directory")
+        p.add_argument("--revision", help="Hub revision (branch, tag or commit sha)")
+        p.add_argument("--device", default=None, help="e.g. cpu, cuda")
+        if name == "encode":
+            p.add_argument("--resolution", default=None,
+                           help="image size after resize + centre crop (default: the model's), or 'native'")
+        else:
+            p.add_argument("--suffix", help="output file suffix (default by modality, e.g. .png)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("card", help="render a model card")
+    p.add_argument("model", help="registry name or a saved model directory")
+    p.add_argument("-o", "--output", help="write here instead of stdout")
+    p.add_argument("--repo-id", help="repo id to show in the usage example")
+    p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser("push", help="upload a saved model directory to the Hub")
+    p.add_argument("directory")
+    p.add_argument("repo_id")
+    p.add_argument("--branch")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("-m", "--message")
+    p.set_defaults(func=cmd_push)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as exc:
+        print(f"zoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""Saving, loading and publishing models: ``config.json`` + ``model.safetensors`` + ``README.md``.
+
+`load` accepts a registry name (``"vq16"``, ``"vq16.llamagen_in1k"``), a Hub repo id (``"org/repo"``,
+``"hf-hub:org/repo@rev"``) or a local directory (``"local-dir:/path"`` or a plain path). Weights are
+loaded strictly: missing, unexpected, mis-shaped or non-finite tensors are errors, never ignored.
+
+The Hub endpoint is resolved at call time (``ZOO_HF_ENDPOINT``, then ``HF_ENDPOINT``, then
+huggingface_hub's default) and ``HF_HUB_OFFLINE`` is honoured at call time, so both can be changed
+after import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from ._atomic import atomic_path, atomic_write_text
+from ._registry import PretrainedCfg, get_entry, get_pretrained_cfg, is_model, split_model_name_tag, with_revision
+from .errors import CheckpointError, HubError, UnknownModelError
+from .tokenizer import Tokenizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+_REPO_ID = re.compile(r"^[\w\-.]{1,96}/[\w\-.]{1,96}$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("ZOO_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# ---------------------------------------------------------------------------------------------- saving
+def model_config(model: Tokenizer) -> dict[str, Any]:
+    """The ``config.json`` payload: enough to rebuild the model, plus facts for readers of the repo."""
+    if not model.arch:
+        raise ValueError(f"{type(model).__name__} has no registry name; create it with zoo.create(...)")
+    return {
+        "architecture": model.arch,
+        "zoo_version": __version__,
+        "modality": model.modality,
+        "model_args": model.config,
+        "input_spec": model.input_spec,
+        "token_layout": model.token_layout(),
+    }
+
+
+def save_pretrained(
+    model: Tokenizer, save_directory: str | Path, *, card: bool = True, **card_kwargs: Any
+) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and (unless ``card=False``) a model card, atomically."""
+    from safetensors.torch import save_model
+
+    directory = Path(save_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model_config(model)
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_model(model, str(tmp), metadata={"format": "pt", "zoo.architecture": model.arch or ""})
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if card:
+        from .cards import render_card
+
+        atomic_write_text(directory / CARD_NAME, render_card(model, **card_kwargs))
+    return directory
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    branch: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Upload a saved model folder as one commit; returns the commit sha."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (folder / required).is_file():
+            raise HubError(f"{folder} has no {required}; write it with save_pretrained or `zoo export` first")
+    config = read_config(folder / CONFIG_NAME)
+    api = HfApi(endpoint=hub_endpoint(), token=token)
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    info = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, revision=branch,
+        commit_message=commit_message or f"Upload {config.get('architecture', 'model')} with zoo {__version__}",
+    )
+    return str(info.oid)
+
+
+def push_to_hub(model: Tokenizer, repo_id: str, **kwargs: Any) -> str:
+    card_kwargs = kwargs.pop("card_kwargs", {})
+    with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
+        save_pretrained(model, tmp, **card_kwargs)
+        return push_folder(tmp, repo_id, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise CheckpointError(f"{path}: not a zoo config (no 'architecture' field)")
+    return config
+
+
+def read_state_dict(path: Path, checkpoint_key: str | None = None) -> dict[str, torch.Tensor]:
+    """Read weights from safetensors, or from a pickle checkpoint with ``weights_only=True``.
+
+    Upstream training scripts often store their argparse namespace beside the weights; that one
+    harmless class is allowed, nothing else.
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except Exception as exc:  # safetensors and the unpickler raise assorted types
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from exc
+    if checkpoint_key is not None:
+        if not isinstance(state, Mapping) or checkpoint_key not in state:
+            keys = list(state)[:10] if isinstance(state, Mapping) else type(state).__name__
+            raise CheckpointError(f"{path}: has no {checkpoint_key!r} entry (found {keys})")
+        state = state[checkpoint_key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: does not hold a flat state dict of tensors")
+    return dict(state)
+
+
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load strictly, explaining every mismatch at once."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f"{k}: checkpoint {list(state_dict[k].shape)} vs model {list(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
+            problems.append(f"{len(items)} {label}: {', '.join(items[:8])}{more}")
+    if problems:
+        raise CheckpointError(f"{source} does not match {type(model).__name__}: " + "; ".join(problems))
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{source}: tensor {key!r} contains NaN or infinite values")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def build_from_config(config: Mapping[str, Any], source: str) -> Tokenizer:
+    arch = config["architecture"]
+    try:
+        entry = get_entry(arch)
+    except UnknownModelError:
+        raise CheckpointError(
+            f"{source} names unknown architecture {arch!r}; this zoo version ({__version__}) cannot build it"
+        ) from None
+    args = config.get("model_args", {})
+    try:
+        model = entry.fn(**args)
+    except TypeError as exc:
+        raise CheckpointError(f"{source}: model_args do not fit {arch!r} ({exc})") from exc
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- Hub download
+@dataclass
+class _Fetched:
+    path: Path
+    commit: str | None
+
+
+def _commit_of(path: Path) -> str | None:
+    """Hub cache paths are ``.../snapshots/<sha>/<file>``."""
+    for part in reversed(path.parts):
+        if _SHA.match(part):
+            return part
+    return None
+
+
+def download(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | None = None,
+    local_files_only: bool | None = None,
+) -> _Fetched:
+    """`hf_hub_download` with the endpoint and offline mode read now, and errors that say what to do."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    offline = offline_mode() if local_files_only is None else local_files_only
+    where = f"{repo_id}@{revision or 'main'}"
+    try:
+        path = hf_hub_download(
+            repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
+            local_files_only=offline, endpoint=hub_endpoint(), library_name="zoo", library_version=__version__,
+        )
+    except hf_errors.RevisionNotFoundError:
+        raise HubError(f"revision {revision!r} not found in Hub repo {repo_id!r} ({hub_endpoint()})") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise HubError(
+            f"Hub repo {repo_id!r} not found at {hub_endpoint()} (check the name; private repos need HF_TOKEN)"
+        ) from None
+    except hf_errors.LocalEntryNotFoundError:
+        reason = "offline mode (HF_HUB_OFFLINE) is on" if offline else "the Hub could not be reached"
+        raise HubError(
+            f"{filename} of {where} is not in the local cache and {reason}; download it once while online"
+        ) from None
+    except hf_errors.EntryNotFoundError:
+        raise HubError(f"Hub repo {where} has no file {filename!r}") from None
+    except hf_errors.HfHubHTTPError as exc:
+        raise HubError(f"Hub request for {filename} of {where} failed: {exc}") from exc
+    path = Path(path)
+    return _Fetched(path=path, commit=_commit_of(path))
+
+
+# ---------------------------------------------------------------------------------------------- load
+def _finish(model: Tokenizer, device: Any, dtype: Any, source: str, revision: str | None) -> Tokenizer:
+    model.eval()
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    object.__setattr__(model, "source", source)
+    object.__setattr__(model, "revision", revision)
+    return model
+
+
+def _load_directory(directory: Path) -> Tokenizer:
+    config = read_config(directory / CONFIG_NAME)
+    model = build_from_config(config, str(directory / CONFIG_NAME))
+    load_weights(model, read_state_dict(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+    return model
+
+
+def _load_repo(repo_id: str, revision: str | None, **dl: Any) -> tuple[Tokenizer, str | None]:
+    config_file = download(repo_id, CONFIG_NAME, revision=revision, **dl)
+    # Pin the weights to the commit the config came from, so a concurrent push cannot mix them.
+    weights = download(repo_id, WEIGHTS_NAME, revision=config_file.commit or revision, **dl)
+    config = read_config(config_file.path)
+    source = f"{repo_id}@{config_file.commit or revision or 'main'}"
+    model = build_from_config(config, f"{source}/{CONFIG_NAME}")
+    load_weights(model, read_state_dict(weights.path), f"{source}/{WEIGHTS_NAME}")
+    return model, config_file.commit
+
+
+def _load_registered(name: str, revision: str | None, **dl: Any) -> tuple[Tokenizer, str, str | None]:
+    full, cfg = get_pretrained_cfg(name)
+    cfg = with_revision(cfg, revision)
+    if cfg.is_upstream_format:
+        return _load_upstream(full, cfg, **dl)
+    model, commit = _load_repo(cfg.hf_hub_id, cfg.revision, **dl)
+    return model, full, commit
+
+
+def _load_upstream(full: str, cfg: PretrainedCfg, **dl: Any) -> tuple[Tokenizer, str, str | None]:
+    """Build the registered architecture and load an upstream checkpoint through its converter."""
+    arch, _ = split_model_name_tag(full)
+    entry = get_entry(arch)
+    fetched = download(cfg.hf_hub_id, cfg.filename, revision=cfg.revision, **dl)
+    source = f"{cfg.hf_hub_id}@{fetched.commit or cfg.revision or 'main'}/{cfg.filename}"
+    upstream = read_state_dict(fetched.path, cfg.checkpoint_key)
+    model = entry.fn()
+    module = __import__(entry.module, fromlist=[cfg.converter])
+    converter = getattr(module, str(cfg.converter), None)
+    if converter is None:
+        raise CheckpointError(f"{entry.module} has no converter {cfg.converter!r} for {full}")
+    try:
+        state = converter(upstream, model)
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: not the upstream layout {full} expects (missing {exc})") from exc
+    load_weights(model, state, source)
+    return model, full, fetched.commit
+
+
+def _parse(name_or_path: str | os.PathLike[str]) -> tuple[str, str, str | None]:
+    """Classify into ("dir", path, None), ("repo", repo_id, rev) or ("registry", name, None)."""
+    text = os.fspath(name_or_path)
+    if text.startswith("local-dir:"):
+        return "dir", text[len("local-dir:"):], None
+    if text.startswith(("hf-hub:", "hf_hub:")):
+        repo, _, rev = text.split(":", 1)[1].partition("@")
+        return "repo", repo, rev or None
+    if Path(text).is_dir():
+        return "dir", text, None
+    if "/" not in text and (is_model(text) or is_model(split_model_name_tag(text)[0])):
+        return "registry", text, None
+    repo, _, rev = text.partition("@")
+    if _REPO_ID.match(repo) and not Path(text).exists():
+        return "repo", repo, rev or None
+    if "/" in text or os.sep in text:
+        raise HubError(f"{text}: no such directory, and not a Hub repo id of the form 'org/name'")
+    get_entry(split_model_name_tag(text)[0])  # raises UnknownModelError with suggestions
+    raise AssertionError("unreachable")
+
+
+def load(
+    name_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | None = None,
+    local_files_only: bool | None = None,
+) -> Tokenizer:
+    """Load a pretrained model by registry name, Hub repo id or local directory, in eval mode."""
+    kind, target, parsed_rev = _parse(name_or_path)
+    revision = revision or parsed_rev
+    dl = {"cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
+    if kind == "dir":
+        if revision:
+            raise ValueError("a local directory has no revisions")
+        directory = Path(target)
+        if not directory.is_dir():
+            raise HubError(f"{directory}: no such directory")
+        return _finish(_load_directory(directory), device, dtype, str(directory), None)
+    if kind == "repo":
+        model, commit = _load_repo(target, revision, **dl)
+        return _finish(model, device, dtype, target, commit or revision)
+    model, full, commit = _load_registered(target, revision, **dl)
+    return _finish(model, device, dtype, full, commit or revision)

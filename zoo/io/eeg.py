@@ -1,0 +1,596 @@
+"""EEG reading and writing: EDF, EDF+, BDF, BDF+ natively, NumPy arrays, and other formats via MNE.
+
+EDF/BDF are read by a small reader written from the format specification rather than through MNE,
+so the core package needs no heavy dependency for the formats most public EEG corpora ship in,
+and so that damaged files fail with a message that says what is wrong (which header field, how
+many records are missing) instead of producing silently shortened or misscaled signals.
+
+Every recording is returned in microvolts, float32 [C, T].
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from zoo._atomic import atomic_path, atomic_write_bytes
+from zoo.errors import MediaError
+
+__all__ = ["EEG_SUFFIXES", "EEGRecording", "read_eeg", "write_eeg"]
+
+# Formats handed to MNE when it is installed (`pip install zoo[eeg]`).
+_MNE_SUFFIXES = frozenset(
+    {".fif", ".set", ".vhdr", ".ahdr", ".cnt", ".gdf", ".mff", ".nedf", ".eeg", ".egi", ".nxe", ".lay"}
+)
+EEG_SUFFIXES = frozenset({".edf", ".bdf", ".npy", ".npz"}) | _MNE_SUFFIXES
+
+# Physical dimension (as written in the header, case-insensitive) -> factor to microvolts.
+# Channels in any other unit (Boolean status lines, accelerometer "G", ...) keep their own unit.
+_TO_MICROVOLTS = {"uv": 1.0, "\u00b5v": 1.0, "\u03bcv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
+
+# Largest numerator/denominator used to express a non-integer resampling ratio. torchaudio's
+# kernel has about p * (q + 2 * width) taps, so this bounds its memory to a few megabytes.
+_MAX_RATIO_TERM = 1000
+
+
+# --------------------------------------------------------------------------------------------------
+# Recording
+
+
+@dataclass
+class EEGRecording:
+    """A multichannel EEG signal: float32 [C, T] in microvolts, one sample rate for all channels."""
+
+    data: torch.Tensor
+    sample_rate: float
+    channel_names: list[str]
+    path: Path | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, torch.Tensor):
+            self.data = torch.as_tensor(np.asarray(self.data))
+        if self.data.ndim != 2:
+            raise MediaError(self.path, f"EEG data must be [C, T], got shape {tuple(self.data.shape)}")
+        self.data = self.data.to(torch.float32)
+        self.sample_rate = float(self.sample_rate)
+        if not math.isfinite(self.sample_rate) or self.sample_rate <= 0:
+            raise MediaError(self.path, f"sample rate must be positive, got {self.sample_rate}")
+        self.channel_names = [str(n) for n in self.channel_names]
+        if len(self.channel_names) != self.data.shape[0]:
+            raise MediaError(
+                self.path,
+                f"{len(self.channel_names)} channel names for {self.data.shape[0]} channels of data",
+            )
+        if self.path is not None:
+            self.path = Path(self.path)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.data.shape[1] / self.sample_rate
+
+    def pick(self, names: list[str] | tuple[str, ...]) -> EEGRecording:
+        """Return a recording with only `names`, in that order (montages must match across files)."""
+        if isinstance(names, str):
+            names = [names]
+        index = {n: i for i, n in enumerate(self.channel_names)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise MediaError(
+                self.path, f"no channel(s) {missing}; available: {', '.join(self.channel_names)}"
+            )
+        rows = [index[n] for n in names]
+        return EEGRecording(self.data[rows].clone(), self.sample_rate, list(names), self.path)
+
+    def resample(self, new_rate: float) -> EEGRecording:
+        """Return the recording resampled to `new_rate` Hz with a band-limited sinc filter.
+
+        Non-integer rates (e.g. 128.5 Hz) are handled by expressing new/old as a fraction p/q with
+        small terms; if that fraction is not exact the achieved rate (old * p / q) is stored and a
+        warning says so, so `sample_rate` always describes the data truthfully.
+        """
+        new_rate = float(new_rate)
+        if not math.isfinite(new_rate) or new_rate <= 0:
+            raise MediaError(self.path, f"cannot resample to {new_rate} Hz")
+        if new_rate == self.sample_rate:
+            return EEGRecording(self.data.clone(), self.sample_rate, list(self.channel_names), self.path)
+        ratio = _small_fraction(Fraction(new_rate) / Fraction(self.sample_rate))
+        achieved = self.sample_rate * ratio.numerator / ratio.denominator
+        if not math.isclose(achieved, new_rate, rel_tol=1e-9):
+            warnings.warn(
+                f"{self.path or 'EEG'}: resampling {self.sample_rate} Hz -> {new_rate} Hz approximated by "
+                f"the ratio {ratio}, giving {achieved:.6f} Hz",
+                stacklevel=2,
+            )
+        else:
+            achieved = new_rate
+        out = AF.resample(self.data, ratio.denominator, ratio.numerator)
+        return EEGRecording(out.contiguous(), achieved, list(self.channel_names), self.path)
+
+
+def _small_fraction(r: Fraction) -> Fraction:
+    """The closest fraction to `r` whose numerator and denominator are both <= _MAX_RATIO_TERM."""
+    if r.numerator <= _MAX_RATIO_TERM and r.denominator <= _MAX_RATIO_TERM:
+        return r
+    best = r.limit_denominator(_MAX_RATIO_TERM)
+    if best.numerator > _MAX_RATIO_TERM:  # large upsampling: bound the numerator instead
+        inv = (1 / r).limit_denominator(_MAX_RATIO_TERM)
+        best = 1 / inv
+    if best <= 0:
+        raise MediaError(None, f"resampling ratio {float(r)} is too extreme")
+    return best
+
+
+def _check_finite(data: np.ndarray, path: Path | None) -> None:
+    if np.isnan(data).any():
+        raise MediaError(path, "contains NaN")
+    if np.isinf(data).any():
+        raise MediaError(path, "contains infinite values")
+
+
+# --------------------------------------------------------------------------------------------------
+# EDF / BDF reader
+
+
+@dataclass
+class _Signal:
+    label: str
+    unit: str
+    pmin: float
+    pmax: float
+    dmin: int
+    dmax: int
+    n: int  # samples per data record
+    offset: int = 0  # sample offset inside a data record
+
+
+def _field(raw: bytes, path: Path, name: str) -> str:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        # The spec says ASCII, but real files carry latin-1 in free-text fields ("\xb5V").
+        text = raw.decode("latin-1")
+    if any(ord(ch) < 32 for ch in text):
+        raise MediaError(path, f"header field '{name}' contains control characters: {raw!r}")
+    return text.strip()
+
+
+def _int_field(raw: bytes, path: Path, name: str) -> int:
+    text = _field(raw, path, name)
+    try:
+        value = float(text)
+    except ValueError:
+        raise MediaError(path, f"header field '{name}' is not a number: {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise MediaError(path, f"header field '{name}' is not an integer: {text!r}")
+    return int(value)
+
+
+def _float_field(raw: bytes, path: Path, name: str) -> float:
+    text = _field(raw, path, name)
+    try:
+        value = float(text)
+    except ValueError:
+        raise MediaError(path, f"header field '{name}' is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise MediaError(path, f"header field '{name}' is not finite: {text!r}")
+    return value
+
+
+def _read_edf(path: Path, channel_names: list[str] | None) -> EEGRecording:
+    """Parse EDF/EDF+/BDF/BDF+: a 256-byte header, 256 bytes per signal, then whole data records."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+        if len(head) < 256:
+            raise MediaError(path, f"truncated header: {len(head)} bytes, an EDF/BDF header needs 256")
+        version = head[:8]
+        if version == b"\xffBIOSEMI":
+            bytes_per_sample, kind = 3, "BDF"
+        elif version.strip() == b"0":
+            bytes_per_sample, kind = 2, "EDF"
+        else:
+            raise MediaError(
+                path, f"header field 'version' is {version!r}; expected '0' (EDF) or '\\xffBIOSEMI' (BDF)"
+            )
+        header_bytes = _int_field(head[184:192], path, "number of bytes in header")
+        reserved = _field(head[192:236], path, "reserved")
+        n_records = _int_field(head[236:244], path, "number of data records")
+        record_seconds = _float_field(head[244:252], path, "duration of a data record")
+        ns = _int_field(head[252:256], path, "number of signals")
+        if ns <= 0:
+            raise MediaError(path, f"header field 'number of signals' is {ns}")
+        if header_bytes != 256 * (ns + 1):
+            raise MediaError(
+                path,
+                f"header field 'number of bytes in header' is {header_bytes}, but {ns} signals need "
+                f"{256 * (ns + 1)}",
+            )
+        if n_records < -1:
+            raise MediaError(path, f"header field 'number of data records' is {n_records}")
+        sig = f.read(256 * ns)
+        if len(sig) < 256 * ns:
+            raise MediaError(
+                path, f"truncated header: signal headers end after {256 + len(sig)} of {header_bytes} bytes"
+            )
+
+        # Signal header: ns labels (16), transducers (80), units (8), pmin, pmax, dmin, dmax (8 each),
+        # prefiltering (80), samples per record (8), reserved (32); each block holds all ns values.
+        def column(start: int, width: int, i: int) -> bytes:
+            return sig[start * ns + i * width : start * ns + (i + 1) * width]
+
+        signals: list[_Signal] = []
+        for i in range(ns):
+            label = _field(column(0, 16, i), path, f"label of signal {i}")
+            who = f"signal {i} ({label!r})"
+            s = _Signal(
+                label=label,
+                unit=_field(column(96, 8, i), path, f"physical dimension of {who}"),
+                pmin=_float_field(column(104, 8, i), path, f"physical minimum of {who}"),
+                pmax=_float_field(column(112, 8, i), path, f"physical maximum of {who}"),
+                dmin=_int_field(column(120, 8, i), path, f"digital minimum of {who}"),
+                dmax=_int_field(column(128, 8, i), path, f"digital maximum of {who}"),
+                n=_int_field(column(216, 8, i), path, f"number of samples in each data record of {who}"),
+            )
+            if s.n < 0:
+                raise MediaError(
+                    path, f"header field 'number of samples in each data record' of {who} is {s.n}"
+                )
+            signals.append(s)
+        offset = 0
+        for s in signals:
+            s.offset, offset = offset, offset + s.n
+        samples_per_record = offset
+        record_bytes = samples_per_record * bytes_per_sample
+
+        if record_bytes == 0:
+            raise MediaError(path, "header says every data record is empty")
+        f.seek(0, io.SEEK_END)
+        available = (f.tell() - header_bytes) // record_bytes
+        if n_records == -1:  # allowed while recording; the file size is then the truth
+            n_records = available
+        elif available < n_records:
+            raise MediaError(
+                path,
+                f"truncated {kind}: header says {n_records} records of {record_bytes} bytes, "
+                f"file has {available} full records",
+            )
+        f.seek(header_bytes)
+        raw = f.read(n_records * record_bytes)
+
+    if reserved.startswith(("EDF+D", "BDF+D")):
+        warnings.warn(
+            f"{path}: discontinuous {reserved[:5]} file; records are joined without gaps", stacklevel=3
+        )
+
+    data_signals = [s for s in signals if s.label not in ("EDF Annotations", "BDF Annotations")]
+    if not data_signals:
+        raise MediaError(path, "has no signals other than annotations")
+    if n_records == 0:
+        raise MediaError(path, "contains no data records")
+    if record_seconds <= 0:
+        raise MediaError(path, f"header field 'duration of a data record' is {record_seconds}")
+
+    if channel_names is not None:
+        by_label = {}
+        for s in data_signals:
+            by_label.setdefault(s.label, s)
+        missing = [n for n in channel_names if n not in by_label]
+        if missing:
+            raise MediaError(
+                path, f"no channel(s) {missing}; available: {', '.join(s.label for s in data_signals)}"
+            )
+        chosen = [by_label[n] for n in channel_names]
+        rates = {s.n for s in chosen}
+        if len(rates) > 1:
+            desc = ", ".join(f"{s.label} {s.n / record_seconds:g} Hz" for s in chosen)
+            raise MediaError(path, f"requested channels have different sample rates ({desc})")
+    else:
+        counts = Counter(s.n for s in data_signals)
+        # Most channels first; on a tie prefer the higher rate (more information kept).
+        n_keep = max(counts, key=lambda n: (counts[n], n))
+        chosen = [s for s in data_signals if s.n == n_keep]
+        dropped = [s for s in data_signals if s.n != n_keep]
+        if dropped:
+            desc = ", ".join(f"{s.label} ({s.n / record_seconds:g} Hz)" for s in dropped)
+            warnings.warn(
+                f"{path}: signals have different sample rates; keeping the {len(chosen)} at "
+                f"{n_keep / record_seconds:g} Hz and dropping {len(dropped)}: {desc}",
+                stacklevel=3,
+            )
+
+    n = chosen[0].n
+    if n == 0:
+        raise MediaError(path, "selected signals have 0 samples per data record")
+    if bytes_per_sample == 2:
+        records = np.frombuffer(raw, dtype="<i2").reshape(n_records, samples_per_record)
+    else:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(n_records, samples_per_record, 3).astype(np.int32)
+        records = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+        records = np.where(records >= 1 << 23, records - (1 << 24), records)  # 24-bit two's complement
+
+    out = np.empty((len(chosen), n_records * n), dtype=np.float32)
+    for row, s in enumerate(chosen):
+        if s.dmax == s.dmin:
+            raise MediaError(path, f"signal {s.label!r}: digital minimum equals digital maximum ({s.dmin})")
+        if s.pmax == s.pmin:
+            raise MediaError(path, f"signal {s.label!r}: physical minimum equals physical maximum ({s.pmin})")
+        digital = records[:, s.offset : s.offset + n].reshape(-1).astype(np.float64)
+        gain = (s.pmax - s.pmin) / (s.dmax - s.dmin)
+        physical = (digital - s.dmin) * gain + s.pmin
+        physical *= _TO_MICROVOLTS.get(s.unit.lower(), 1.0)
+        out[row] = physical
+    _check_finite(out, path)
+    return EEGRecording(torch.from_numpy(out), n / record_seconds, [s.label for s in chosen], path)
+
+
+# --------------------------------------------------------------------------------------------------
+# NumPy and MNE
+
+
+def _scalar_rate(value: np.ndarray, path: Path, key: str) -> float:
+    try:
+        rate = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise MediaError(path, f"'{key}' must be a single number, got shape {np.shape(value)}") from None
+    if not math.isfinite(rate) or rate <= 0:
+        raise MediaError(path, f"'{key}' must be a positive sample rate, got {rate}")
+    return rate
+
+
+def _array_data(data: np.ndarray, path: Path) -> np.ndarray:
+    if data.dtype.kind not in "biuf":
+        raise MediaError(path, f"EEG data must be a real numeric array, got dtype {data.dtype}")
+    if data.ndim == 1:
+        data = data[None]
+    if data.ndim != 2:
+        raise MediaError(path, f"EEG data must be [C, T], got shape {data.shape}")
+    if data.shape[1] == 0:
+        raise MediaError(path, "EEG data has no samples")
+    data = data.astype(np.float32)
+    _check_finite(data, path)
+    return data
+
+
+def _named(data: np.ndarray, rate: float, stored: list[str] | None, wanted: list[str] | None, path: Path):
+    """Build the recording; `wanted` selects among stored names, or names the rows when none are stored."""
+    if stored is None:
+        if wanted is not None:
+            if len(wanted) != data.shape[0]:
+                raise MediaError(
+                    path,
+                    f"{len(wanted)} channel names given for {data.shape[0]} channels (file stores no names)",
+                )
+            return EEGRecording(torch.from_numpy(data), rate, list(wanted), path)
+        stored = [f"ch{i}" for i in range(data.shape[0])]
+    rec = EEGRecording(torch.from_numpy(data), rate, stored, path)
+    return rec.pick(wanted) if wanted is not None else rec
+
+
+def _read_npy(path: Path, sample_rate: float | None, channel_names: list[str] | None) -> EEGRecording:
+    if sample_rate is None:
+        raise MediaError(path, "a .npy file stores no sample rate; sample_rate= is needed to read it")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise MediaError(path, f"not a readable .npy array ({e})") from e
+    return _named(
+        _array_data(data, path), _scalar_rate(sample_rate, path, "sample_rate"), None, channel_names, path
+    )
+
+
+def _read_npz(path: Path, sample_rate: float | None, channel_names: list[str] | None) -> EEGRecording:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise MediaError(path, f"not a readable .npz archive ({e})") from e
+    data_key = next((k for k in ("data", "x") if k in arrays), None)
+    if data_key is None:
+        raise MediaError(path, f"no 'data' or 'x' array; keys are {sorted(arrays)}")
+    data = _array_data(arrays[data_key], path)
+    rate_key = next((k for k in ("sample_rate", "sfreq", "fs") if k in arrays), None)
+    names_key = next((k for k in ("channel_names", "ch_names") if k in arrays), None)
+    stored = None
+    if names_key is not None:
+        stored = [str(n) for n in np.asarray(arrays[names_key]).reshape(-1)]
+    if rate_key is None:
+        if sample_rate is None:
+            raise MediaError(
+                path, "stores no 'sample_rate', 'sfreq' or 'fs'; sample_rate= is needed to read it"
+            )
+        return _named(data, _scalar_rate(sample_rate, path, "sample_rate"), stored, channel_names, path)
+    rec = _named(data, _scalar_rate(arrays[rate_key], path, rate_key), stored, channel_names, path)
+    return rec if sample_rate is None else rec.resample(sample_rate)
+
+
+def _read_with_mne(path: Path, channel_names: list[str] | None) -> EEGRecording:
+    try:
+        mne = importlib.import_module("mne")
+    except ImportError:
+        raise MediaError(
+            path, f"reading {path.suffix or 'this'} files needs MNE-Python: pip install zoo[eeg] (mne)"
+        ) from None
+    try:
+        raw = mne.io.read_raw(path, preload=True, verbose="error")
+    except Exception as e:  # MNE raises many types for unreadable files
+        raise MediaError(path, f"MNE could not read it ({type(e).__name__}: {e})") from e
+    data = raw.get_data()  # SI units: volts for every voltage channel
+    volt = mne.io.constants.FIFF.FIFF_UNIT_V
+    scale = np.array([1e6 if ch["unit"] == volt else 1.0 for ch in raw.info["chs"]])
+    data = (data * scale[:, None]).astype(np.float32)
+    _check_finite(data, path)
+    rec = EEGRecording(torch.from_numpy(data), float(raw.info["sfreq"]), list(raw.ch_names), path)
+    return rec.pick(channel_names) if channel_names is not None else rec
+
+
+def read_eeg(
+    path: str | Path, sample_rate: float | None = None, channel_names: list[str] | None = None
+) -> EEGRecording:
+    """Read an EEG recording in microvolts.
+
+    `channel_names` selects (and orders) channels. `sample_rate` resamples the recording to it;
+    for arrays that store no rate (`.npy`, `.npz` without one) it is instead the rate of the data,
+    and `channel_names` then names the rows. EDF/BDF signals at a rate other than the most common
+    one are dropped with a warning, as one tensor cannot hold several rates.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(p, "file not found")
+    if not p.is_file():
+        raise MediaError(p, "not a regular file")
+    if isinstance(channel_names, str):
+        channel_names = [channel_names]
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        return _read_npy(p, sample_rate, channel_names)
+    if suffix == ".npz":
+        return _read_npz(p, sample_rate, channel_names)
+    if suffix in (".edf", ".bdf"):
+        rec = _read_edf(p, channel_names)
+    else:
+        rec = _read_with_mne(p, channel_names)
+    if sample_rate is None or float(sample_rate) == rec.sample_rate:
+        return rec
+    return rec.resample(sample_rate)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writers
+
+
+def _fit8(value: float, direction: int) -> str:
+    """Format `value` in at most 8 ASCII characters, rounding down (-1) or up (+1).
+
+    The physical range must still contain the data after it is shortened to fit the header.
+    """
+    for decimals in range(7, -1, -1):
+        scaled = value * 10**decimals
+        q = math.floor(scaled) if direction < 0 else math.ceil(scaled)
+        text = f"{q / 10**decimals:.{decimals}f}"
+        if direction < 0 and float(text) > value:
+            text = f"{(q - 1) / 10**decimals:.{decimals}f}"
+        if direction > 0 and float(text) < value:
+            text = f"{(q + 1) / 10**decimals:.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if text == "-0":
+            text = "0"
+        if len(text) <= 8:
+            return text
+    raise MediaError(None, f"value {value} does not fit an 8-character EDF header field")
+
+
+def _ascii(text: str, width: int, what: str, path: Path) -> bytes:
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise MediaError(path, f"{what} {text!r} is not ASCII, which EDF requires") from None
+    if len(raw) > width:
+        raise MediaError(path, f"{what} {text!r} is longer than the {width} characters EDF allows")
+    return raw.ljust(width, b" ")
+
+
+def _edf_bytes(rec: EEGRecording, path: Path) -> bytes:
+    """Encode as 16-bit EDF with 1-second records (longer if needed for whole samples per record)."""
+    rate = Fraction(rec.sample_rate).limit_denominator(1000)
+    if not math.isclose(float(rate), rec.sample_rate, rel_tol=1e-12):
+        raise MediaError(
+            path, f"sample rate {rec.sample_rate} Hz cannot be stored with whole samples per record"
+        )
+    seconds = rate.denominator  # 1 s for any integer rate
+    n = rate.numerator  # samples per record per signal
+    data = rec.data.detach().cpu().numpy().astype(np.float64)
+    c, t = data.shape
+    _check_finite(data, path)
+    if t == 0:
+        raise MediaError(path, "EEG data has no samples")
+    n_records = -(-t // n)
+    if n_records * n != t:
+        warnings.warn(
+            f"{path}: {t} samples is not a whole number of {seconds}-s records; "
+            f"the last record is padded with {n_records * n - t} copies of the final sample",
+            stacklevel=3,
+        )
+        data = np.pad(data, ((0, 0), (0, n_records * n - t)), mode="edge")
+    if len(str(n_records)) > 8 or c > 9999:
+        raise MediaError(path, f"{n_records} records of {c} signals do not fit the EDF header")
+
+    dmin, dmax = -32768, 32767
+    pmins, pmaxs, digital = [], [], np.empty((c, n_records * n), dtype="<i2")
+    for i in range(c):
+        lo, hi = float(data[i].min()), float(data[i].max())
+        if hi - lo < 1e-6 * max(1.0, abs(lo), abs(hi)):  # flat channel: any valid range will do
+            lo, hi = lo - 1.0, hi + 1.0
+        try:
+            lo_s, hi_s = _fit8(lo, -1), _fit8(hi, +1)
+        except MediaError as e:
+            raise MediaError(path, f"channel {rec.channel_names[i]!r}: {e.problem}") from None
+        p_lo, p_hi = float(lo_s), float(hi_s)
+        pmins.append(lo_s)
+        pmaxs.append(hi_s)
+        scaled = (data[i] - p_lo) * ((dmax - dmin) / (p_hi - p_lo)) + dmin
+        digital[i] = np.clip(np.rint(scaled), dmin, dmax).astype("<i2")
+
+    header = b"".join(
+        [
+            _ascii("0", 8, "version", path),
+            _ascii("X X X X", 80, "patient", path),
+            _ascii("Startdate X X X zoo", 80, "recording", path),
+            b"01.01.85",
+            b"00.00.00",
+            _ascii(str(256 * (c + 1)), 8, "header size", path),
+            b" " * 44,
+            _ascii(str(n_records), 8, "record count", path),
+            _ascii(str(seconds), 8, "record duration", path),
+            _ascii(str(c), 4, "signal count", path),
+        ]
+    )
+    cols = [
+        [_ascii(name, 16, "channel name", path) for name in rec.channel_names],
+        [b" " * 80] * c,  # transducer
+        [_ascii("uV", 8, "unit", path)] * c,
+        [_ascii(v, 8, "physical minimum", path) for v in pmins],
+        [_ascii(v, 8, "physical maximum", path) for v in pmaxs],
+        [_ascii(str(dmin), 8, "digital minimum", path)] * c,
+        [_ascii(str(dmax), 8, "digital maximum", path)] * c,
+        [b" " * 80] * c,  # prefiltering
+        [_ascii(str(n), 8, "samples per record", path)] * c,
+        [b" " * 32] * c,
+    ]
+    signal_header = b"".join(b"".join(col) for col in cols)
+    body = digital.reshape(c, n_records, n).transpose(1, 0, 2).tobytes()
+    return header + signal_header + body
+
+
+def write_eeg(path: str | Path, rec: EEGRecording) -> None:
+    """Write a recording atomically as `.npz` (lossless) or `.edf` (16-bit, per-channel range).
+
+    EDF quantises each channel to 65,536 levels between its own minimum and maximum, so the
+    round-trip error is at most half of (max - min) / 65535 per channel.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        data = rec.data.detach().cpu().numpy().astype(np.float32)
+        _check_finite(data, p)
+        with atomic_path(p) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                data=data,
+                sample_rate=np.float64(rec.sample_rate),
+                channel_names=np.array(rec.channel_names, dtype=str),
+            )
+    elif suffix == ".edf":
+        atomic_write_bytes(p, _edf_bytes(rec, p))
+    else:
+        raise MediaError(p, f"cannot write EEG as {suffix!r}; use .npz or .edf")

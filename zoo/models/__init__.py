@@ -1,0 +1,3 @@
+"""Importing this package registers every model."""
+
+from . import image  # noqa: F401

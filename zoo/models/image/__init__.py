@@ -1,0 +1,3 @@
+"""Image tokenizers."""
+
+from . import vq16  # noqa: F401

@@ -1,0 +1,243 @@
+"""The contract every zoo tokenizer follows, whatever its modality.
+
+``encode(x) -> Tokens`` and ``decode(tokens) -> x`` are the inference API; ``forward(x)`` is the
+training step's model call and returns reconstruction, losses and statistics. Constructor arguments
+must be JSON-serialisable primitives: they are captured automatically and become ``config.json``, so a
+saved model can be rebuilt from its config alone (as with huggingface_hub's ``PyTorchModelHubMixin``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MediaError
+from .tokens import Tokens
+
+
+@dataclass
+class TokenizerOutput:
+    """What ``forward`` returns during training.
+
+    ``losses`` uses stable keys (``rec/l1``, ``vq/commit``, ...) that recipes weight by name;
+    ``stats`` holds detached diagnostics (codebook usage, perplexity) for logging.
+    """
+
+    recon: torch.Tensor
+    ids: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"tokenizer config values must be JSON primitives, got {type(value).__name__}: {value!r}")
+
+
+class Tokenizer(nn.Module):
+    """Base class of every tokenizer.
+
+    Subclasses set ``modality`` and implement ``encode``, ``decode`` and ``forward`` plus the token
+    spec properties. ``arch`` is the registry name the model was created under (set by the factory),
+    and goes into ``config.json`` as ``architecture``.
+    """
+
+    modality: ClassVar[str] = ""
+    arch: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def capturing_init(self: Tokenizer, *args: Any, **kw: Any) -> None:
+            # The most derived class's __init__ runs first: only it records the config.
+            if "_zoo_config" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = {k: _jsonable(v) for k, v in list(bound.arguments.items())[1:]}
+                object.__setattr__(self, "_zoo_config", config)
+            init(self, *args, **kw)
+
+        cls.__init__ = capturing_init  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------------ config
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this model (``type(self)(**config)``)."""
+        return dict(self.__dict__.get("_zoo_config", {}))
+
+    # ------------------------------------------------------------------ token spec
+    @property
+    def discrete(self) -> bool:
+        return bool(self.codebook_sizes)
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        """One entry per codebook; empty for continuous tokenizers."""
+        return ()
+
+    @property
+    def codebook_size(self) -> int | None:
+        return self.codebook_sizes[0] if self.codebook_sizes else None
+
+    @property
+    def num_codebooks(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def bits_per_token(self) -> float:
+        """Bits carried by the ids at one token position (summed over codebooks)."""
+        return sum(math.log2(c) for c in self.codebook_sizes)
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """What ``encode`` expects: resolution or sample rate, channels, value range."""
+        raise NotImplementedError
+
+    def token_layout(self) -> dict[str, Any]:
+        """Token count, grid, codebook sizes and rate at the native input size."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ API
+    def encode(self, x: torch.Tensor) -> Tokens:
+        raise NotImplementedError
+
+    def decode(self, tokens: Tokens) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prepare(self, media: Any, *, path: str | Path | None = None) -> torch.Tensor:
+        """Turn one item read by ``zoo.io`` into a batch of one that ``encode`` accepts."""
+        raise NotImplementedError
+
+    def finish(self, decoded: torch.Tensor, tokens: Tokens) -> Any:
+        """Turn one decoded item (batch of one) back into media that ``zoo.io`` can write."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ Hub
+    def save_pretrained(self, save_directory: str | Path, **card_kwargs: Any) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **card_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload to a Hub repo in one commit; returns the commit sha."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> Tokenizer:
+        """Load like ``zoo.load``, checking that the result is an instance of ``cls``."""
+        from .hub import load
+
+        model = load(name_or_path, **kwargs)
+        if not isinstance(model, cls):
+            raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def check_finite(x: torch.Tensor, what: str = "input") -> None:
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+
+
+class ImageTokenizer(Tokenizer):
+    """Image tokenizers: inputs and outputs are ``[B, C, H, W]`` floats in ``[0, 1]``.
+
+    The networks themselves mostly work in ``[-1, 1]`` (as upstream); conversion happens at the
+    boundary so that every image model shares ``zoo.io``'s convention.
+    """
+
+    modality = "image"
+    resolution: int = 256
+    in_channels: int = 3
+    downsample: int = 16
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return {
+            "resolution": self.resolution, "channels": self.in_channels, "value_range": [0.0, 1.0],
+            "multiple_of": self.downsample,
+        }
+
+    def grid_for(self, height: int, width: int) -> tuple[int, int]:
+        return height // self.downsample, width // self.downsample
+
+    def token_layout(self) -> dict[str, Any]:
+        grid = self.grid_for(self.resolution, self.resolution)
+        return {
+            "grid": list(grid), "tokens_per_item": math.prod(grid) * max(self.num_codebooks, 1),
+            "codebook_sizes": list(self.codebook_sizes), "bits_per_token": self.bits_per_token,
+            "downsample": self.downsample, "resolution": self.resolution,
+        }
+
+    def check_images(self, x: torch.Tensor) -> None:
+        """Reject inputs the network would silently mangle."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected images [B, {self.in_channels}, H, W] in [0, 1], got shape {tuple(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        if h % self.downsample or w % self.downsample:
+            raise ValueError(
+                f"image size {h}x{w} is not a multiple of the downsampling factor {self.downsample}; "
+                f"resize or crop it (zoo encode --resolution does this)"
+            )
+        check_finite(x, "image")
+
+    def prepare(self, media: torch.Tensor, *, path: str | Path | None = None, resolution: int | None = 0) -> torch.Tensor:
+        """Resize the shorter side and centre-crop to ``resolution`` (default: the native one).
+
+        ``resolution=None`` keeps the size, cropping only to a multiple of the downsampling factor.
+        """
+        if media.ndim != 3 or media.shape[0] != self.in_channels:
+            raise MediaError(path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}")
+        x = media[None]
+        if resolution is None:
+            h, w = (s // self.downsample * self.downsample for s in x.shape[-2:])
+            if h == 0 or w == 0:
+                raise MediaError(path, f"image {tuple(x.shape[-2:])} is smaller than one {self.downsample}px token")
+            top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+            return x[..., top:top + h, left:left + w]
+        size = resolution or self.resolution
+        if size % self.downsample:
+            raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
+        h, w = x.shape[-2:]
+        scale = size / min(h, w)
+        if scale != 1:
+            new = (max(size, round(h * scale)), max(size, round(w * scale)))
+            x = F.interpolate(x, size=new, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(0, 1)
+        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+        return x[..., top:top + size, left:left + size]
+
+    def finish(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        return decoded[0].clamp(0, 1)
