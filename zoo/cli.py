@@ -106,8 +106,8 @@ def _load(args: argparse.Namespace) -> Any:
 def cmd_encode(args: argparse.Namespace) -> int:
     import torch
 
+    from .io import SUFFIXES as MEDIA_SUFFIXES
     from .io import read_media
-    from .io import _SUFFIXES as MEDIA_SUFFIXES
 
     model = _load(args)
     out = Path(args.output)

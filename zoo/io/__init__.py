@@ -47,6 +47,8 @@ _SUFFIXES: dict[str, frozenset[str]] = {
     "svg": frozenset({".svg"}),
 }
 MODALITIES = tuple(_SUFFIXES)
+SUFFIXES: dict[str, frozenset[str]] = dict(_SUFFIXES)
+"""File suffixes each modality's reader accepts."""
 
 
 def modality_of(path: str | Path) -> str:
