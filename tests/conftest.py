@@ -25,7 +25,6 @@ os.environ.pop("HF_ENDPOINT", None)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from hub_server import HubServer  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -65,7 +64,7 @@ def _photo_crops(size: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).float()[None] / 255
         side = min(x.shape[-2:])
         top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-        x = x[..., top:top + side, left:left + side]
+        x = x[..., top : top + side, left : left + side]
         out.append(torch.nn.functional.interpolate(x, size=(size, size), mode="area"))
     return torch.cat(out)
 

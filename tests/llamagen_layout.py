@@ -10,8 +10,14 @@ from collections.abc import Sequence
 
 
 def llamagen_vq_shapes(
-    *, ch: int = 128, ch_mult: Sequence[int] = (1, 1, 2, 2, 4), num_res_blocks: int = 2, z_channels: int = 256,
-    codebook_size: int = 16384, codebook_dim: int = 8, in_channels: int = 3,
+    *,
+    ch: int = 128,
+    ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
+    num_res_blocks: int = 2,
+    z_channels: int = 256,
+    codebook_size: int = 16384,
+    codebook_dim: int = 8,
+    in_channels: int = 3,
 ) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
 

@@ -51,8 +51,17 @@ def test_list_and_info(capsys) -> None:
 def test_encode_decode_round_trip_skips_bad_files(published, photo_dir, tmp_path, photos, capsys) -> None:
     (photo_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     tokens_dir, out_dir = tmp_path / "tokens", tmp_path / "out"
-    code = main(["encode", "tester/cli-vq", str(photo_dir / "*.png"), str(photo_dir / "wide.jpg"),
-                 str(photo_dir / "missing.png"), "-o", str(tokens_dir)])
+    code = main(
+        [
+            "encode",
+            "tester/cli-vq",
+            str(photo_dir / "*.png"),
+            str(photo_dir / "wide.jpg"),
+            str(photo_dir / "missing.png"),
+            "-o",
+            str(tokens_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "skipped" in err and "broken.png" in err and "missing.png" in err
@@ -80,21 +89,37 @@ def test_decode_reports_corrupt_token_files(published, tmp_path, capsys) -> None
     good = published.encode(torch.rand(1, 3, 32, 32))
     good.save(tmp_path / "good.tokens.safetensors")
     (tmp_path / "bad.tokens.safetensors").write_bytes(b"garbage")
-    code = main(["decode", "tester/cli-vq", str(tmp_path / "*.tokens.safetensors"), "-o", str(tmp_path / "out")])
+    code = main(
+        ["decode", "tester/cli-vq", str(tmp_path / "*.tokens.safetensors"), "-o", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "bad.tokens.safetensors" in err and "not a readable token file" in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
 
 
 def test_native_resolution_keeps_size(published, photo_dir, tmp_path) -> None:
-    assert main(["encode", "tester/cli-vq", str(photo_dir / "wide.jpg"), "-o", str(tmp_path / "t"),
-                 "--resolution", "native"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "tester/cli-vq",
+                str(photo_dir / "wide.jpg"),
+                "-o",
+                str(tmp_path / "t"),
+                "--resolution",
+                "native",
+            ]
+        )
+        == 0
+    )
     assert Tokens.load(tmp_path / "t" / "wide.tokens.safetensors").grid == (12, 18)
 
 
 def test_card_for_directory_and_name(tmp_path, capsys) -> None:
     zoo.create("vq16_tiny").save_pretrained(tmp_path / "m", card=False)
-    assert main(["card", str(tmp_path / "m"), "-o", str(tmp_path / "m" / "README.md"), "--repo-id", "me/x"]) == 0
+    assert (
+        main(["card", str(tmp_path / "m"), "-o", str(tmp_path / "m" / "README.md"), "--repo-id", "me/x"]) == 0
+    )
     text = (tmp_path / "m" / "README.md").read_text()
     assert text.startswith("---\n") and "library_name: zoo" in text and 'zoo.load("me/x")' in text
     assert main(["card", "vq16"]) == 0
@@ -104,7 +129,12 @@ def test_card_for_directory_and_name(tmp_path, capsys) -> None:
 
 def test_console_script_entry_point(published, photo_dir, tmp_path, hub) -> None:
     env = {**os.environ, "ZOO_HF_ENDPOINT": hub.url}
-    done = subprocess.run([sys.executable, "-m", "zoo", "encode", "tester/cli-vq", str(photo_dir),
-                           "-o", str(tmp_path / "t")], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", "encode", "tester/cli-vq", str(photo_dir), "-o", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "t").glob("*.tokens.safetensors"))) == 5

@@ -84,7 +84,9 @@ def test_unknown_revision(hub, trained) -> None:
         zoo.load("tester/revs", revision="nightly")
 
 
-def test_offline_warm_cache_works_and_cold_cache_fails_fast(hub, trained, photos, tmp_path, monkeypatch) -> None:
+def test_offline_warm_cache_works_and_cold_cache_fails_fast(
+    hub, trained, photos, tmp_path, monkeypatch
+) -> None:
     trained.push_to_hub("tester/offline")
     warm = tmp_path / "cache"
     zoo.load("tester/offline", cache_dir=warm)
@@ -103,7 +105,11 @@ def test_truncated_and_corrupted_weights(hub, trained, tmp_path) -> None:
     files = _saved_files(trained, tmp_path)
     hub.create_repo("tester/broken")
     hub.put_files("tester/broken", files)
-    hub.corrupt_file("tester/broken", "model.safetensors", files["model.safetensors"][: len(files["model.safetensors"]) // 2])
+    hub.corrupt_file(
+        "tester/broken",
+        "model.safetensors",
+        files["model.safetensors"][: len(files["model.safetensors"]) // 2],
+    )
     with pytest.raises(CheckpointError, match="model.safetensors: corrupt or truncated checkpoint"):
         zoo.load("tester/broken")
     hub.corrupt_file("tester/broken", "model.safetensors", b"\x00" * 64)
@@ -139,14 +145,19 @@ def test_mismatched_shapes(hub, trained, tmp_path) -> None:
     config["model_args"]["codebook_size"] = 128
     hub.create_repo("tester/mismatch")
     hub.put_files("tester/mismatch", {**files, "config.json": json.dumps(config).encode()})
-    with pytest.raises(CheckpointError, match=r"shape mismatches: quantizer.codebook: checkpoint \[256, 8\] vs model \[128, 8\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatches: quantizer.codebook: checkpoint \[256, 8\] vs model \[128, 8\]",
+    ):
         zoo.load("tester/mismatch")
 
 
 def test_registered_zoo_format_weights_pinned_to_a_revision(hub, trained, photos) -> None:
     sha = trained.push_to_hub("zoo-test/vq16_tiny.photos")
     zoo.create("vq16_tiny").push_to_hub("zoo-test/vq16_tiny.photos")  # main moves on
-    zoo.register_pretrained("vq16_tiny.photos", zoo.PretrainedCfg(hf_hub_id="zoo-test/vq16_tiny.photos", revision=sha))
+    zoo.register_pretrained(
+        "vq16_tiny.photos", zoo.PretrainedCfg(hf_hub_id="zoo-test/vq16_tiny.photos", revision=sha)
+    )
     try:
         assert "vq16_tiny.photos" in zoo.list_models(pretrained=True)
         model = zoo.load("vq16_tiny")  # the bare name resolves to the default tag
@@ -164,11 +175,19 @@ def test_registered_upstream_checkpoint_goes_through_the_converter(hub, photos) 
     torch.save({"model": upstream, "args": __import__("argparse").Namespace(lr=1e-4)}, buffer)
     hub.create_repo("upstream/llamagen-tiny")
     hub.put_files("upstream/llamagen-tiny", {"vq_tiny.pt": buffer.getvalue()})
-    zoo.register_pretrained("vq16_tiny.upstream", zoo.PretrainedCfg(
-        hf_hub_id="upstream/llamagen-tiny", filename="vq_tiny.pt", converter="convert_llamagen", checkpoint_key="model",
-    ))
+    zoo.register_pretrained(
+        "vq16_tiny.upstream",
+        zoo.PretrainedCfg(
+            hf_hub_id="upstream/llamagen-tiny",
+            filename="vq_tiny.pt",
+            converter="convert_llamagen",
+            checkpoint_key="model",
+        ),
+    )
     try:
-        with pytest.raises(CheckpointError, match="does not match VQ16.*unexpected keys: quantizer.initted|missing keys"):
+        with pytest.raises(
+            CheckpointError, match="does not match VQ16.*unexpected keys: quantizer.initted|missing keys"
+        ):
             zoo.load("vq16_tiny.upstream")  # the tiny default adds k-means/usage buffers upstream lacks
         from zoo._registry import get_entry
 
@@ -191,8 +210,12 @@ def test_checkpoint_without_expected_key(hub) -> None:
     torch.save({"state_dict": {}}, buffer)
     hub.create_repo("upstream/odd")
     hub.put_files("upstream/odd", {"vq.pt": buffer.getvalue()})
-    zoo.register_pretrained("vq16_tiny.odd", zoo.PretrainedCfg(
-        hf_hub_id="upstream/odd", filename="vq.pt", converter="convert_llamagen", checkpoint_key="model"))
+    zoo.register_pretrained(
+        "vq16_tiny.odd",
+        zoo.PretrainedCfg(
+            hf_hub_id="upstream/odd", filename="vq.pt", converter="convert_llamagen", checkpoint_key="model"
+        ),
+    )
     try:
         with pytest.raises(CheckpointError, match="vq.pt: has no 'model' entry"):
             zoo.load("vq16_tiny.odd")
@@ -206,7 +229,9 @@ def test_pickles_with_code_are_refused(tmp_path, trained) -> None:
     torch.save({"model": {"x": torch.zeros(1)}, "hook": subprocess.Popen}, evil)
     from zoo.hub import read_state_dict
 
-    with pytest.raises(CheckpointError, match="evil.pt: corrupt or truncated checkpoint.*Unpickl|weights_only"):
+    with pytest.raises(
+        CheckpointError, match="evil.pt: corrupt or truncated checkpoint.*Unpickl|weights_only"
+    ):
         read_state_dict(evil, "model")
 
 
@@ -221,8 +246,13 @@ def test_local_directory_errors(tmp_path) -> None:
 def test_push_cli_and_fresh_process_load(hub, trained, tmp_path) -> None:
     trained.save_pretrained(tmp_path / "export")
     env = {**__import__("os").environ, "ZOO_HF_ENDPOINT": hub.url}
-    done = subprocess.run([sys.executable, "-m", "zoo", "push", str(tmp_path / "export"), "tester/cli-push"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", "push", str(tmp_path / "export"), "tester/cli-push"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert hub.head("tester/cli-push") in done.stdout
     model = zoo.load("tester/cli-push")

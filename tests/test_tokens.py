@@ -10,11 +10,18 @@ from zoo.errors import MediaError
 
 
 def _grid_tokens(batch: int = 3) -> Tokens:
-    return Tokens(ids=torch.randint(0, 16, (batch, 2, 3)), grid=(2, 3), codebook_sizes=(16,), meta={"image_size": [8, 12]})
+    return Tokens(
+        ids=torch.randint(0, 16, (batch, 2, 3)),
+        grid=(2, 3),
+        codebook_sizes=(16,),
+        meta={"image_size": [8, 12]},
+    )
 
 
 def _rvq_tokens(batch: int = 2) -> Tokens:
-    ids = torch.stack([torch.randint(0, 8, (batch, 5)), torch.randint(0, 4, (batch, 5))], dim=1)  # [B, K=2, T]
+    ids = torch.stack(
+        [torch.randint(0, 8, (batch, 5)), torch.randint(0, 4, (batch, 5))], dim=1
+    )  # [B, K=2, T]
     return Tokens(ids=ids, grid=(5,), codebook_sizes=(8, 4), lengths=torch.tensor([5, 3]))
 
 

@@ -42,7 +42,7 @@ def test_decode_of_encode_matches_forward_in_eval(tiny, photos) -> None:
 
 def test_batch_equals_single_items(tiny, photos) -> None:
     batch = tiny.encode(photos)
-    singles = [tiny.encode(photos[i:i + 1]) for i in range(len(photos))]
+    singles = [tiny.encode(photos[i : i + 1]) for i in range(len(photos))]
     assert torch.equal(torch.cat([s.ids for s in singles]), batch.ids)
     decoded = tiny.decode(batch)
     for i, single in enumerate(singles):
@@ -107,11 +107,15 @@ def test_converter_loads_paper_size_upstream_state_dict_strictly() -> None:
     model = zoo.create("vq16")
     converted = convert_llamagen(_random_upstream(shapes), model)
     load_weights(model, converted, "upstream VQ_16")
-    total_upstream_params = sum(torch.Size(s).numel() for k, s in shapes.items() if k != "quantize.codebook_used")
+    total_upstream_params = sum(
+        torch.Size(s).numel() for k, s in shapes.items() if k != "quantize.codebook_used"
+    )
     assert model.num_parameters() == total_upstream_params
 
 
-def _reference_attention(sd: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, groups: int) -> torch.Tensor:
+def _reference_attention(
+    sd: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, groups: int
+) -> torch.Tensor:
     """Separate q/k/v 1x1 convs, as LlamaGen's attention block computes them."""
     h = F.group_norm(x, groups, sd[f"{prefix}.norm.weight"], sd[f"{prefix}.norm.bias"], eps=1e-6)
     q, k, v = (F.conv2d(h, sd[f"{prefix}.{n}.weight"], sd[f"{prefix}.{n}.bias"]) for n in "qkv")
@@ -144,7 +148,9 @@ def test_converter_reports_a_foreign_layout() -> None:
     upstream["encoder.extra.weight"] = torch.zeros(1)
     del upstream["decoder.conv_out.bias"]
     model = zoo.create("vq16_tiny", **UPSTREAM_QUANTIZER)
-    with pytest.raises(CheckpointError, match="missing keys: decoder.conv_out.bias.*unexpected keys: encoder.extra.weight"):
+    with pytest.raises(
+        CheckpointError, match="missing keys: decoder.conv_out.bias.*unexpected keys: encoder.extra.weight"
+    ):
         load_weights(model, convert_llamagen(upstream, model), "upstream")
     del upstream["encoder.mid.1.k.weight"]
     with pytest.raises(KeyError, match="lacks"):

@@ -1,8 +1,8 @@
 """zoo: faithful multimodal tokenizers and the generators that model their tokens.
 
-    tok = zoo.load("vq16")            # pretrained, from the Hugging Face Hub
-    tokens = tok.encode(images)       # Tokens: ids and/or latents with their layout
-    images = tok.decode(tokens)
+tok = zoo.load("vq16")            # pretrained, from the Hugging Face Hub
+tokens = tok.encode(images)       # Tokens: ids and/or latents with their layout
+images = tok.decode(tokens)
 """
 
 __version__ = "0.1.0"

@@ -16,7 +16,9 @@ def build(cls: type[T], arch: str, defaults: dict[str, Any], overrides: dict[str
     """Instantiate ``cls`` with a registered configuration; used by every ``@register_model`` factory."""
     unknown = set(overrides) - set(defaults) - set(_init_parameters(cls))
     if unknown:
-        raise TypeError(f"{arch} has no argument(s) {sorted(unknown)}; it takes {sorted(_init_parameters(cls))}")
+        raise TypeError(
+            f"{arch} has no argument(s) {sorted(unknown)}; it takes {sorted(_init_parameters(cls))}"
+        )
     model = cls(**{**defaults, **overrides})
     model.arch = arch
     return model
@@ -58,9 +60,14 @@ def info(name: str) -> dict[str, Any]:
         if tag and t != tag:
             continue
         facts["pretrained"][f"{arch}.{t}"] = {
-            "hf_hub_id": cfg.hf_hub_id, "revision": cfg.revision or "unpinned (default branch)",
-            "file": cfg.filename, "format": "upstream, converted on load" if cfg.converter else "zoo",
-            "license": cfg.license, "paper": cfg.paper, "upstream": cfg.upstream, "metrics": cfg.metrics,
+            "hf_hub_id": cfg.hf_hub_id,
+            "revision": cfg.revision or "unpinned (default branch)",
+            "file": cfg.filename,
+            "format": "upstream, converted on load" if cfg.converter else "zoo",
+            "license": cfg.license,
+            "paper": cfg.paper,
+            "upstream": cfg.upstream,
+            "metrics": cfg.metrics,
         }
     doc = (type(model).__doc__ or "").strip().splitlines()
     facts["summary"] = doc[0] if doc else ""

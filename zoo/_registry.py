@@ -88,7 +88,9 @@ def register_model(
     def wrap(f: F) -> F:
         name = f.__name__
         if name in _ENTRIES and _ENTRIES[name].fn is not f:
-            raise ValueError(f"model {name!r} is registered twice ({_ENTRIES[name].module} and {f.__module__})")
+            raise ValueError(
+                f"model {name!r} is registered twice ({_ENTRIES[name].module} and {f.__module__})"
+            )
         _ENTRIES[name] = ModelEntry(
             name=name, fn=f, family=family or name, modality=modality, size=size, module=f.__module__
         )

@@ -47,10 +47,14 @@ def card_variables(model: Tokenizer, **extra: Any) -> dict[str, Any]:
     pretrained = next(iter(entry.pretrained.values()), None) if entry.pretrained else None
     if entry.size != "paper":
         family_entry = next((e for e in _family_entries(entry.family) if e.size == "paper"), None)
-        pretrained = pretrained or (next(iter(family_entry.pretrained.values()), None) if family_entry else None)
+        pretrained = pretrained or (
+            next(iter(family_entry.pretrained.values()), None) if family_entry else None
+        )
     doc = (type(model).__doc__ or "").strip().splitlines()
-    layout = {k.replace("_", " "): (json.dumps(v) if isinstance(v, (list, dict)) else v)
-              for k, v in model.token_layout().items()}
+    layout = {
+        k.replace("_", " "): (json.dumps(v) if isinstance(v, (list, dict)) else v)
+        for k, v in model.token_layout().items()
+    }
     return {
         "model_name": extra.pop("model_name", None) or model.arch,
         "arch": model.arch,
@@ -76,7 +80,9 @@ def _family_entries(family: str) -> list[Any]:
     return [e for e in entries() if e.family == family]
 
 
-def render_card(model: Tokenizer, *, license: str = "apache-2.0", datasets: list[str] | None = None, **extra: Any) -> str:
+def render_card(
+    model: Tokenizer, *, license: str = "apache-2.0", datasets: list[str] | None = None, **extra: Any
+) -> str:
     """Render the model card text for ``model`` (extra keyword arguments reach the template)."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -85,7 +91,10 @@ def render_card(model: Tokenizer, *, license: str = "apache-2.0", datasets: list
     if variables["paper"] and str(variables["paper"]).startswith("arXiv:"):
         tags.append("arxiv:" + str(variables["paper"]).split(":", 1)[1])
     card_data = ModelCardData(
-        library_name="zoo", license=license, tags=tags, datasets=datasets or None,
+        library_name="zoo",
+        license=license,
+        tags=tags,
+        datasets=datasets or None,
         metrics=sorted(variables["metrics"]) or None,
     )
     path = template_path(variables["family"])

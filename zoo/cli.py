@@ -39,8 +39,12 @@ def expand_inputs(patterns: Iterable[str], suffixes: Iterable[str] | None = None
             found.extend(matches)
         elif Path(pattern).is_dir():
             found.extend(
-                p for p in sorted(Path(pattern).rglob("*"))
-                if p.is_file() and (wanted is None or "".join(p.suffixes[-2:]).lower() in wanted or p.suffix.lower() in wanted)
+                p
+                for p in sorted(Path(pattern).rglob("*"))
+                if p.is_file()
+                and (
+                    wanted is None or "".join(p.suffixes[-2:]).lower() in wanted or p.suffix.lower() in wanted
+                )
             )
         else:
             found.append(Path(pattern))
@@ -158,8 +162,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 item = tokens[i]
                 with torch.inference_mode():
                     media = model.finish(model.decode(item), item)
-                name = _output_name(path, used, suffix) if len(tokens) == 1 else _output_name(
-                    path.with_name(f"{path.name.removesuffix(TOKEN_SUFFIX)}-{i}"), used, suffix
+                name = (
+                    _output_name(path, used, suffix)
+                    if len(tokens) == 1
+                    else _output_name(
+                        path.with_name(f"{path.name.removesuffix(TOKEN_SUFFIX)}-{i}"), used, suffix
+                    )
                 )
                 write_media(out / name, media, modality=model.modality)
             done += 1
@@ -194,7 +202,9 @@ def cmd_card(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from .hub import hub_endpoint, push_folder
 
-    sha = push_folder(args.directory, args.repo_id, branch=args.branch, private=args.private, commit_message=args.message)
+    sha = push_folder(
+        args.directory, args.repo_id, branch=args.branch, private=args.private, commit_message=args.message
+    )
     print(f"pushed {args.directory} to {hub_endpoint()}/{args.repo_id} at commit {sha}")
     return 0
 
@@ -217,17 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    for name, func, help_text in (("encode", cmd_encode, "media files -> token files"),
-                                  ("decode", cmd_decode, "token files -> media files")):
+    for name, func, help_text in (
+        ("encode", cmd_encode, "media files -> token files"),
+        ("decode", cmd_decode, "token files -> media files"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("model", help="registry name, Hub repo id or local directory")
-        p.add_argument("tokens" if name == "decode" else "inputs", nargs="+", help="files, directories or globs")
+        p.add_argument(
+            "tokens" if name == "decode" else "inputs", nargs="+", help="files, directories or globs"
+        )
         p.add_argument("-o", "--output", required=True, help="output directory")
         p.add_argument("--revision", help="Hub revision (branch, tag or commit sha)")
         p.add_argument("--device", default=None, help="e.g. cpu, cuda")
         if name == "encode":
-            p.add_argument("--resolution", default=None,
-                           help="image size after resize + centre crop (default: the model's), or 'native'")
+            p.add_argument(
+                "--resolution",
+                default=None,
+                help="image size after resize + centre crop (default: the model's), or 'native'",
+            )
         else:
             p.add_argument("--suffix", help="output file suffix (default by modality, e.g. .png)")
         p.set_defaults(func=func)

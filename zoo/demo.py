@@ -21,7 +21,15 @@ from PIL import Image
 import zoo
 from zoo.io import write_image
 
-TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "camera", "coins", "immunohistochemistry", "hubble_deep_field")
+TRAIN_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 HELD_OUT = ("chelsea", "cat")
 
 
@@ -43,7 +51,7 @@ def _random_crops(photos: list[torch.Tensor], n: int, size: int, generator: torc
         photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
         top = int(torch.randint(photo.shape[1] - size + 1, (1,), generator=generator))
         left = int(torch.randint(photo.shape[2] - size + 1, (1,), generator=generator))
-        crop = photo[:, top:top + size, left:left + size]
+        crop = photo[:, top : top + size, left : left + size]
         crops.append(crop.flip(-1) if bool(torch.rand(1, generator=generator) < 0.5) else crop)
     return torch.stack(crops)
 
@@ -68,7 +76,9 @@ def jpeg_at_or_above(image: torch.Tensor, bpp: float) -> tuple[torch.Tensor, flo
         pil.save(buffer, format="JPEG", quality=quality)
         rate = 8 * buffer.tell() / pixels
         if rate >= bpp or quality == 100:
-            decoded = torch.from_numpy(np.array(Image.open(buffer).convert("RGB"))).permute(2, 0, 1).float() / 255
+            decoded = (
+                torch.from_numpy(np.array(Image.open(buffer).convert("RGB"))).permute(2, 0, 1).float() / 255
+            )
             return decoded, rate, quality
     raise AssertionError("unreachable")
 
@@ -87,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     size = model.resolution
     train = [_photo(name, 96) for name in TRAIN_PHOTOS]
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    print(f"training vq16_tiny ({model.num_parameters():,} parameters) on crops of {len(train)} scikit-image photos")
+    print(
+        f"training vq16_tiny ({model.num_parameters():,} parameters) on crops of {len(train)} scikit-image photos"
+    )
     start = time.time()
     for step in range(1, args.steps + 1):
         x = _random_crops(train, args.batch_size, size, generator)
@@ -98,10 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         if step % 50 == 0 or step == 1:
-            print(f"step {step:4d}  L1 {rec.item():.4f}  codebook usage {result.stats['usage'].item():.2f}  "
-                  f"{time.time() - start:.0f}s", flush=True)
+            print(
+                f"step {step:4d}  L1 {rec.item():.4f}  codebook usage {result.stats['usage'].item():.2f}  "
+                f"{time.time() - start:.0f}s",
+                flush=True,
+            )
 
-    model.eval().save_pretrained(out / "model", metrics={}, training=f"{args.steps} steps of Adam on scikit-image photo crops")
+    model.eval().save_pretrained(
+        out / "model", metrics={}, training=f"{args.steps} steps of Adam on scikit-image photo crops"
+    )
     loaded = zoo.load(out / "model")
     held_out = [_photo(name, 128) for name in HELD_OUT]
     tiles = torch.cat([_grid_crops(p, size) for p in held_out])

@@ -25,7 +25,14 @@ import torch
 
 from . import __version__
 from ._atomic import atomic_path, atomic_write_text
-from ._registry import PretrainedCfg, get_entry, get_pretrained_cfg, is_model, split_model_name_tag, with_revision
+from ._registry import (
+    PretrainedCfg,
+    get_entry,
+    get_pretrained_cfg,
+    is_model,
+    split_model_name_tag,
+    with_revision,
+)
 from .errors import CheckpointError, HubError, UnknownModelError
 from .tokenizer import Tokenizer
 
@@ -39,7 +46,9 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 def hub_endpoint() -> str:
     from huggingface_hub import constants
 
-    return (os.environ.get("ZOO_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return (os.environ.get("ZOO_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip(
+        "/"
+    )
 
 
 def offline_mode() -> bool:
@@ -100,8 +109,11 @@ def push_folder(
     api = HfApi(endpoint=hub_endpoint(), token=token)
     api.create_repo(repo_id, exist_ok=True, private=private)
     info = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, revision=branch,
-        commit_message=commit_message or f"Upload {config.get('architecture', 'model')} with zoo {__version__}",
+        folder_path=str(folder),
+        repo_id=repo_id,
+        revision=branch,
+        commit_message=commit_message
+        or f"Upload {config.get('architecture', 'model')} with zoo {__version__}",
     )
     return str(info.oid)
 
@@ -143,7 +155,9 @@ def read_state_dict(path: Path, checkpoint_key: str | None = None) -> dict[str, 
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
     except Exception as exc:  # safetensors and the unpickler raise assorted types
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if checkpoint_key is not None:
         if not isinstance(state, Mapping) or checkpoint_key not in state:
             keys = list(state)[:10] if isinstance(state, Mapping) else type(state).__name__
@@ -165,7 +179,11 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
         if k in state_dict and state_dict[k].shape != expected[k].shape
     ]
     problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+    for label, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", shapes),
+    ):
         if items:
             more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
             problems.append(f"{len(items)} {label}: {', '.join(items[:8])}{more}")
@@ -218,18 +236,27 @@ def download(
     local_files_only: bool | None = None,
 ) -> _Fetched:
     """`hf_hub_download` with the endpoint and offline mode read now, and errors that say what to do."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import hf_hub_download
 
     offline = offline_mode() if local_files_only is None else local_files_only
     where = f"{repo_id}@{revision or 'main'}"
     try:
         path = hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
-            local_files_only=offline, endpoint=hub_endpoint(), library_name="zoo", library_version=__version__,
+            repo_id,
+            filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=offline,
+            endpoint=hub_endpoint(),
+            library_name="zoo",
+            library_version=__version__,
         )
     except hf_errors.RevisionNotFoundError:
-        raise HubError(f"revision {revision!r} not found in Hub repo {repo_id!r} ({hub_endpoint()})") from None
+        raise HubError(
+            f"revision {revision!r} not found in Hub repo {repo_id!r} ({hub_endpoint()})"
+        ) from None
     except hf_errors.RepositoryNotFoundError:
         raise HubError(
             f"Hub repo {repo_id!r} not found at {hub_endpoint()} (check the name; private repos need HF_TOKEN)"
@@ -308,7 +335,7 @@ def _parse(name_or_path: str | os.PathLike[str]) -> tuple[str, str, str | None]:
     """Classify into ("dir", path, None), ("repo", repo_id, rev) or ("registry", name, None)."""
     text = os.fspath(name_or_path)
     if text.startswith("local-dir:"):
-        return "dir", text[len("local-dir:"):], None
+        return "dir", text[len("local-dir:") :], None
     if text.startswith(("hf-hub:", "hf_hub:")):
         repo, _, rev = text.split(":", 1)[1].partition("@")
         return "repo", repo, rev or None

@@ -185,7 +185,9 @@ class ImageTokenizer(Tokenizer):
     @property
     def input_spec(self) -> dict[str, Any]:
         return {
-            "resolution": self.resolution, "channels": self.in_channels, "value_range": [0.0, 1.0],
+            "resolution": self.resolution,
+            "channels": self.in_channels,
+            "value_range": [0.0, 1.0],
             "multiple_of": self.downsample,
         }
 
@@ -195,9 +197,12 @@ class ImageTokenizer(Tokenizer):
     def token_layout(self) -> dict[str, Any]:
         grid = self.grid_for(self.resolution, self.resolution)
         return {
-            "grid": list(grid), "tokens_per_item": math.prod(grid) * max(self.num_codebooks, 1),
-            "codebook_sizes": list(self.codebook_sizes), "bits_per_token": self.bits_per_token,
-            "downsample": self.downsample, "resolution": self.resolution,
+            "grid": list(grid),
+            "tokens_per_item": math.prod(grid) * max(self.num_codebooks, 1),
+            "codebook_sizes": list(self.codebook_sizes),
+            "bits_per_token": self.bits_per_token,
+            "downsample": self.downsample,
+            "resolution": self.resolution,
         }
 
     def check_images(self, x: torch.Tensor) -> None:
@@ -214,20 +219,26 @@ class ImageTokenizer(Tokenizer):
             )
         check_finite(x, "image")
 
-    def prepare(self, media: torch.Tensor, *, path: str | Path | None = None, resolution: int | None = 0) -> torch.Tensor:
+    def prepare(
+        self, media: torch.Tensor, *, path: str | Path | None = None, resolution: int | None = 0
+    ) -> torch.Tensor:
         """Resize the shorter side and centre-crop to ``resolution`` (default: the native one).
 
         ``resolution=None`` keeps the size, cropping only to a multiple of the downsampling factor.
         """
         if media.ndim != 3 or media.shape[0] != self.in_channels:
-            raise MediaError(path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}")
+            raise MediaError(
+                path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}"
+            )
         x = media[None]
         if resolution is None:
             h, w = (s // self.downsample * self.downsample for s in x.shape[-2:])
             if h == 0 or w == 0:
-                raise MediaError(path, f"image {tuple(x.shape[-2:])} is smaller than one {self.downsample}px token")
+                raise MediaError(
+                    path, f"image {tuple(x.shape[-2:])} is smaller than one {self.downsample}px token"
+                )
             top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-            return x[..., top:top + h, left:left + w]
+            return x[..., top : top + h, left : left + w]
         size = resolution or self.resolution
         if size % self.downsample:
             raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
@@ -235,9 +246,11 @@ class ImageTokenizer(Tokenizer):
         scale = size / min(h, w)
         if scale != 1:
             new = (max(size, round(h * scale)), max(size, round(w * scale)))
-            x = F.interpolate(x, size=new, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(0, 1)
+            x = F.interpolate(x, size=new, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(
+                0, 1
+            )
         top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-        return x[..., top:top + size, left:left + size]
+        return x[..., top : top + size, left : left + size]
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         return decoded[0].clamp(0, 1)

@@ -66,7 +66,9 @@ class Tokens:
                 raise ValueError("discrete ids need codebook_sizes")
             expected = (self.num_codebooks, *self.grid) if self.num_codebooks > 1 else self.grid
             if tuple(self.ids.shape[1:]) != expected:
-                raise ValueError(f"ids have shape {tuple(self.ids.shape)}, expected [B, {', '.join(map(str, expected))}]")
+                raise ValueError(
+                    f"ids have shape {tuple(self.ids.shape)}, expected [B, {', '.join(map(str, expected))}]"
+                )
         if self.latents is not None and tuple(self.latents.shape[2:]) != self.grid:
             raise ValueError(f"latents have shape {tuple(self.latents.shape)}, expected [B, C, {self.grid}]")
         if self.ids is not None and self.latents is not None and len(self.ids) != len(self.latents):
@@ -185,7 +187,9 @@ class Tokens:
         grid = tuple(int(g) for g in grid)
         k, positions = len(sizes), math.prod(grid)
         if seq.ndim != 2 or seq.shape[1] != positions * k:
-            raise ValueError(f"sequence of shape {tuple(seq.shape)} does not fit grid {grid} with {k} codebooks")
+            raise ValueError(
+                f"sequence of shape {tuple(seq.shape)} does not fit grid {grid} with {k} codebooks"
+            )
         seq = seq.long().reshape(len(seq), positions, k)
         valid = seq[..., 0] != PAD_ID
         lengths = valid.sum(1)
@@ -199,8 +203,13 @@ class Tokens:
         ids = ids.transpose(1, 2).reshape(len(seq), *(((k,) if k > 1 else ()) + grid))
         full = bool((lengths == positions).all())
         return cls(
-            ids=ids, grid=grid, codebook_sizes=sizes, lengths=None if full else lengths,
-            meta=dict(meta or {}), model=model, revision=revision,
+            ids=ids,
+            grid=grid,
+            codebook_sizes=sizes,
+            lengths=None if full else lengths,
+            meta=dict(meta or {}),
+            model=model,
+            revision=revision,
         )
 
     # ------------------------------------------------------------------ files
@@ -258,7 +267,13 @@ class Tokens:
                 raise MediaError(path, "token files must end in .safetensors or .npz")
         except MediaError:
             raise
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, Exception) as exc:  # safetensors raises its own type
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            zipfile.BadZipFile,
+            Exception,
+        ) as exc:  # safetensors raises its own type
             raise MediaError(path, f"not a readable token file ({type(exc).__name__}: {exc})") from exc
         if raw is None:
             raise MediaError(path, "has no zoo.tokens header; it was not written by Tokens.save")
@@ -267,22 +282,34 @@ class Tokens:
         except json.JSONDecodeError as exc:
             raise MediaError(path, f"token header is not valid JSON ({exc})") from exc
         if header.get("format") != "zoo.tokens" or header.get("version", 0) > FORMAT_VERSION:
-            raise MediaError(path, f"unsupported token file format {header.get('format')!r} v{header.get('version')}")
+            raise MediaError(
+                path, f"unsupported token file format {header.get('format')!r} v{header.get('version')}"
+            )
         try:
             return cls(
-                ids=tensors.get("ids"), latents=tensors.get("latents"), lengths=tensors.get("lengths"),
-                grid=tuple(header["grid"]), codebook_sizes=tuple(header["codebook_sizes"]),
-                meta=header.get("meta") or {}, model=header.get("model"), revision=header.get("revision"),
+                ids=tensors.get("ids"),
+                latents=tensors.get("latents"),
+                lengths=tensors.get("lengths"),
+                grid=tuple(header["grid"]),
+                codebook_sizes=tuple(header["codebook_sizes"]),
+                meta=header.get("meta") or {},
+                model=header.get("model"),
+                revision=header.get("revision"),
             ).to(device)
         except (ValueError, TypeError, KeyError) as exc:
             raise MediaError(path, f"inconsistent token file: {exc}") from exc
 
     def equal(self, other: Tokens) -> bool:
         """Exact equality of layout and contents (latents compared exactly too)."""
-        same = lambda a, b: (a is None and b is None) or (  # noqa: E731
-            a is not None and b is not None and a.shape == b.shape and bool(torch.equal(a.cpu(), b.cpu()))
+        same = lambda a, b: (
+            (a is None and b is None)
+            or (  # noqa: E731
+                a is not None and b is not None and a.shape == b.shape and bool(torch.equal(a.cpu(), b.cpu()))
+            )
         )
         return (
             (self.grid, self.codebook_sizes, self.meta) == (other.grid, other.codebook_sizes, other.meta)
-            and same(self.ids, other.ids) and same(self.latents, other.latents) and same(self.lengths, other.lengths)
+            and same(self.ids, other.ids)
+            and same(self.latents, other.latents)
+            and same(self.lengths, other.lengths)
         )

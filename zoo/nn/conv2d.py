@@ -20,7 +20,9 @@ def group_norm(channels: int, groups: int = 32, eps: float = 1e-6) -> nn.GroupNo
 class ResBlock2d(nn.Module):
     """``x + conv(silu(norm(conv(silu(norm(x))))))``, with a 1x1 projection when channels change."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, dropout: float = 0.0, norm_groups: int = 32) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, dropout: float = 0.0, norm_groups: int = 32
+    ) -> None:
         super().__init__()
         self.norm1 = group_norm(in_channels, norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
@@ -77,12 +79,24 @@ class Stage2d(nn.Module):
     """One resolution level: residual blocks, each optionally followed by attention, then a resampler."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, num_blocks: int, attention: bool,
-        resample: type[nn.Module] | None, dropout: float, norm_groups: int,
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        num_blocks: int,
+        attention: bool,
+        resample: type[nn.Module] | None,
+        dropout: float,
+        norm_groups: int,
     ) -> None:
         super().__init__()
         self.res = nn.ModuleList(
-            ResBlock2d(in_channels if i == 0 else out_channels, out_channels, dropout=dropout, norm_groups=norm_groups)
+            ResBlock2d(
+                in_channels if i == 0 else out_channels,
+                out_channels,
+                dropout=dropout,
+                norm_groups=norm_groups,
+            )
             for i in range(num_blocks)
         )
         self.attn = nn.ModuleList(
@@ -120,17 +134,29 @@ class ConvEncoder2d(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int, channels: int, channel_mult: Sequence[int], num_res_blocks: int,
-        out_channels: int, attention_stages: Sequence[int], dropout: float = 0.0, norm_groups: int = 32,
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        channel_mult: Sequence[int],
+        num_res_blocks: int,
+        out_channels: int,
+        attention_stages: Sequence[int],
+        dropout: float = 0.0,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         widths = [channels * m for m in channel_mult]
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.stages = nn.ModuleList(
             Stage2d(
-                channels if i == 0 else widths[i - 1], widths[i], num_blocks=num_res_blocks,
-                attention=i in attention_stages, resample=Downsample2d if i < len(widths) - 1 else None,
-                dropout=dropout, norm_groups=norm_groups,
+                channels if i == 0 else widths[i - 1],
+                widths[i],
+                num_blocks=num_res_blocks,
+                attention=i in attention_stages,
+                resample=Downsample2d if i < len(widths) - 1 else None,
+                dropout=dropout,
+                norm_groups=norm_groups,
             )
             for i in range(len(widths))
         )
@@ -154,8 +180,16 @@ class ConvDecoder2d(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int, channels: int, channel_mult: Sequence[int], num_res_blocks: int,
-        out_channels: int, attention_stages: Sequence[int], dropout: float = 0.0, norm_groups: int = 32,
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        channel_mult: Sequence[int],
+        num_res_blocks: int,
+        out_channels: int,
+        attention_stages: Sequence[int],
+        dropout: float = 0.0,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         widths = [channels * m for m in reversed(channel_mult)]
@@ -163,9 +197,13 @@ class ConvDecoder2d(nn.Module):
         self.mid = MidBlock2d(widths[0], dropout=dropout, norm_groups=norm_groups)
         self.stages = nn.ModuleList(
             Stage2d(
-                widths[0] if i == 0 else widths[i - 1], widths[i], num_blocks=num_res_blocks,
-                attention=i in attention_stages, resample=Upsample2d if i < len(widths) - 1 else None,
-                dropout=dropout, norm_groups=norm_groups,
+                widths[0] if i == 0 else widths[i - 1],
+                widths[i],
+                num_blocks=num_res_blocks,
+                attention=i in attention_stages,
+                resample=Upsample2d if i < len(widths) - 1 else None,
+                dropout=dropout,
+                norm_groups=norm_groups,
             )
             for i in range(len(widths))
         )

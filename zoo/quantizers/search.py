@@ -35,7 +35,9 @@ def nearest_code(
         ``(ids [N] int64, distances [N] fp32 or None)``.
     """
     if x.ndim != 2 or codebook.ndim != 2 or x.shape[1] != codebook.shape[1]:
-        raise ValueError(f"expected x [N, D] and codebook [K, D], got {tuple(x.shape)} and {tuple(codebook.shape)}")
+        raise ValueError(
+            f"expected x [N, D] and codebook [K, D], got {tuple(x.shape)} and {tuple(codebook.shape)}"
+        )
     if metric not in ("l2", "cosine"):
         raise ValueError(f"metric must be 'l2' or 'cosine', got {metric!r}")
     x = x.detach().float()
@@ -46,10 +48,10 @@ def nearest_code(
     ids = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     dists = torch.empty(x.shape[0], dtype=torch.float32, device=x.device) if return_distances else None
     for start in range(0, x.shape[0], chunk_size):
-        rows = x[start:start + chunk_size]
+        rows = x[start : start + chunk_size]
         partial = torch.addmm(code_sq, rows, codes.t(), alpha=-2.0)  # |e|^2 - 2 x.e, [chunk, K]
         best, idx = partial.min(dim=1)
-        ids[start:start + chunk_size] = idx
+        ids[start : start + chunk_size] = idx
         if dists is not None:
-            dists[start:start + chunk_size] = (best + rows.pow(2).sum(1)).clamp_min(0)
+            dists[start : start + chunk_size] = (best + rows.pow(2).sum(1)).clamp_min(0)
     return ids, dists

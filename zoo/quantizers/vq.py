@@ -157,7 +157,11 @@ def kmeans(x: torch.Tensor, k: int, iters: int, *, cosine: bool = False) -> torc
     """
     n = x.shape[0]
     generator = torch.Generator(device="cpu").manual_seed(n)
-    pick = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(0, n, (k,), generator=generator)
+    pick = (
+        torch.randperm(n, generator=generator)[:k]
+        if n >= k
+        else torch.randint(0, n, (k,), generator=generator)
+    )
     centroids = x[pick.to(x.device)].clone()
     if n < k:
         centroids += 1e-3 * x.std() * torch.randn(centroids.shape, generator=generator).to(x.device)

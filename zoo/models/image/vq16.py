@@ -72,21 +72,36 @@ class VQ16(ImageTokenizer):
         self.resolution = resolution
         self.in_channels = in_channels
         self.downsample = 2 ** (len(channel_mult) - 1)
-        blocks = {"channels": channels, "channel_mult": channel_mult, "dropout": dropout, "norm_groups": norm_groups}
+        blocks = {
+            "channels": channels,
+            "channel_mult": channel_mult,
+            "dropout": dropout,
+            "norm_groups": norm_groups,
+        }
         self.encoder = ConvEncoder2d(
-            in_channels=in_channels, num_res_blocks=num_res_blocks, out_channels=z_channels,
-            attention_stages=(len(channel_mult) - 1,), **blocks,
+            in_channels=in_channels,
+            num_res_blocks=num_res_blocks,
+            out_channels=z_channels,
+            attention_stages=(len(channel_mult) - 1,),
+            **blocks,
         )
         self.quant_conv = nn.Conv2d(z_channels, codebook_dim, 1)
         self.quantizer = VectorQuantizer(
-            codebook_dim, codebook_size, l2_norm=l2_norm, commitment_weight=commitment_weight,
-            entropy_weight=entropy_weight, kmeans_init=kmeans_init,
+            codebook_dim,
+            codebook_size,
+            l2_norm=l2_norm,
+            commitment_weight=commitment_weight,
+            entropy_weight=entropy_weight,
+            kmeans_init=kmeans_init,
             restart_threshold=restart_threshold,
         )
         self.post_quant_conv = nn.Conv2d(codebook_dim, z_channels, 1)
         self.decoder = ConvDecoder2d(
-            in_channels=z_channels, num_res_blocks=num_res_blocks + 1, out_channels=in_channels,
-            attention_stages=(0,), **blocks,
+            in_channels=z_channels,
+            num_res_blocks=num_res_blocks + 1,
+            out_channels=in_channels,
+            attention_stages=(0,),
+            **blocks,
         )
 
     @property
@@ -105,7 +120,9 @@ class VQ16(ImageTokenizer):
         """Reconstruct ``x`` ([B, 3, H, W] in [0, 1]) through the quantizer, with its losses."""
         self.check_images(x)
         q = self.quantizer(self._latents(x))
-        return TokenizerOutput(recon=self._reconstruct(q.quantized), ids=q.ids, losses=q.losses, stats=q.stats)
+        return TokenizerOutput(
+            recon=self._reconstruct(q.quantized), ids=q.ids, losses=q.losses, stats=q.stats
+        )
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> Tokens:
@@ -113,9 +130,12 @@ class VQ16(ImageTokenizer):
         self.check_images(x)
         ids = self.quantizer.encode(self._latents(x))
         return Tokens(
-            ids=ids, grid=tuple(ids.shape[1:]), codebook_sizes=self.codebook_sizes,
+            ids=ids,
+            grid=tuple(ids.shape[1:]),
+            codebook_sizes=self.codebook_sizes,
             meta={"image_size": list(x.shape[-2:])},
-            model=getattr(self, "source", self.arch), revision=getattr(self, "revision", None),
+            model=getattr(self, "source", self.arch),
+            revision=getattr(self, "revision", None),
         )
 
     @torch.no_grad()
@@ -145,7 +165,9 @@ def _rename_llamagen(key: str) -> str:
     return key.replace("quantize.embedding.weight", "quantizer.codebook")
 
 
-def convert_llamagen(state_dict: Mapping[str, torch.Tensor], model: VQ16 | None = None) -> dict[str, torch.Tensor]:
+def convert_llamagen(
+    state_dict: Mapping[str, torch.Tensor], model: VQ16 | None = None
+) -> dict[str, torch.Tensor]:
     """Map a LlamaGen ``VQModel`` state dict (``checkpoint["model"]``) onto `VQ16`.
 
     Separate q/k/v 1x1 convs are concatenated into one ``qkv`` conv; the usage-tracking buffer
@@ -172,8 +194,15 @@ def convert_llamagen(state_dict: Mapping[str, torch.Tensor], model: VQ16 | None 
 # ---------------------------------------------------------------------------------------------- registry
 _PAPER: dict[str, Any] = {}
 _TINY: dict[str, Any] = {
-    "resolution": 32, "channels": 32, "channel_mult": (1, 1, 2), "num_res_blocks": 1, "z_channels": 32,
-    "codebook_size": 256, "codebook_dim": 8, "norm_groups": 8, "kmeans_init": True,
+    "resolution": 32,
+    "channels": 32,
+    "channel_mult": (1, 1, 2),
+    "num_res_blocks": 1,
+    "z_channels": 32,
+    "codebook_size": 256,
+    "codebook_dim": 8,
+    "norm_groups": 8,
+    "kmeans_init": True,
     "restart_threshold": 0.02,
 }
 
