@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -267,13 +266,7 @@ class Tokens:
                 raise MediaError(path, "token files must end in .safetensors or .npz")
         except MediaError:
             raise
-        except (
-            OSError,
-            ValueError,
-            KeyError,
-            zipfile.BadZipFile,
-            Exception,
-        ) as exc:  # safetensors raises its own type
+        except Exception as exc:  # safetensors, numpy and zipfile each raise their own types
             raise MediaError(path, f"not a readable token file ({type(exc).__name__}: {exc})") from exc
         if raw is None:
             raise MediaError(path, "has no zoo.tokens header; it was not written by Tokens.save")
