@@ -125,6 +125,31 @@ class MidBlock2d(nn.Module):
         return self.res2(self.attn(self.res1(x)))
 
 
+def _stages(
+    in_channels: int,
+    widths: Sequence[int],
+    num_blocks: int,
+    attention_stages: Sequence[int],
+    resample: type[nn.Module],
+    *,
+    dropout: float,
+    norm_groups: int,
+) -> nn.ModuleList:
+    """One `Stage2d` per width; every stage but the last ends with ``resample``."""
+    return nn.ModuleList(
+        Stage2d(
+            in_channels if i == 0 else widths[i - 1],
+            width,
+            num_blocks=num_blocks,
+            attention=i in attention_stages,
+            resample=resample if i < len(widths) - 1 else None,
+            dropout=dropout,
+            norm_groups=norm_groups,
+        )
+        for i, width in enumerate(widths)
+    )
+
+
 class ConvEncoder2d(nn.Module):
     """Image -> feature map at ``1 / 2**(len(channel_mult) - 1)`` resolution.
 
@@ -148,17 +173,14 @@ class ConvEncoder2d(nn.Module):
         super().__init__()
         widths = [channels * m for m in channel_mult]
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
-        self.stages = nn.ModuleList(
-            Stage2d(
-                channels if i == 0 else widths[i - 1],
-                widths[i],
-                num_blocks=num_res_blocks,
-                attention=i in attention_stages,
-                resample=Downsample2d if i < len(widths) - 1 else None,
-                dropout=dropout,
-                norm_groups=norm_groups,
-            )
-            for i in range(len(widths))
+        self.stages = _stages(
+            channels,
+            widths,
+            num_res_blocks,
+            attention_stages,
+            Downsample2d,
+            dropout=dropout,
+            norm_groups=norm_groups,
         )
         self.mid = MidBlock2d(widths[-1], dropout=dropout, norm_groups=norm_groups)
         self.norm_out = group_norm(widths[-1], norm_groups)
@@ -195,17 +217,14 @@ class ConvDecoder2d(nn.Module):
         widths = [channels * m for m in reversed(channel_mult)]
         self.conv_in = nn.Conv2d(in_channels, widths[0], 3, padding=1)
         self.mid = MidBlock2d(widths[0], dropout=dropout, norm_groups=norm_groups)
-        self.stages = nn.ModuleList(
-            Stage2d(
-                widths[0] if i == 0 else widths[i - 1],
-                widths[i],
-                num_blocks=num_res_blocks,
-                attention=i in attention_stages,
-                resample=Upsample2d if i < len(widths) - 1 else None,
-                dropout=dropout,
-                norm_groups=norm_groups,
-            )
-            for i in range(len(widths))
+        self.stages = _stages(
+            widths[0],
+            widths,
+            num_res_blocks,
+            attention_stages,
+            Upsample2d,
+            dropout=dropout,
+            norm_groups=norm_groups,
         )
         self.norm_out = group_norm(widths[-1], norm_groups)
         self.conv_out = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
