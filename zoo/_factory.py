@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ._registry import get_entry, split_model_name_tag
+from ._registry import family_entries, get_entry, split_model_name_tag
 from .tokenizer import Tokenizer
 
 T = TypeVar("T", bound=Tokenizer)
@@ -42,7 +42,7 @@ def info(name: str) -> dict[str, Any]:
     entry = get_entry(arch)
     with torch.device("meta"):
         model = entry.fn()
-    family_sizes = sorted(e.name for e in _family(entry.family))
+    family_sizes = sorted(e.name for e in family_entries(entry.family))
     facts: dict[str, Any] = {
         "name": arch,
         "family": entry.family,
@@ -73,8 +73,3 @@ def info(name: str) -> dict[str, Any]:
     facts["summary"] = doc[0] if doc else ""
     return facts
 
-
-def _family(family: str) -> list[Any]:
-    from ._registry import entries
-
-    return [e for e in entries() if e.family == family]

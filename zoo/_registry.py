@@ -182,5 +182,10 @@ def entries() -> list[ModelEntry]:
     return list(_ENTRIES.values())
 
 
+def family_entries(family: str) -> list[ModelEntry]:
+    """Every registered size of one model family."""
+    return [e for e in entries() if e.family == family]
+
+
 def with_revision(cfg: PretrainedCfg, revision: str | None) -> PretrainedCfg:
     return cfg if revision is None else replace(cfg, revision=revision)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._registry import get_entry
+from ._registry import family_entries, get_entry
 from .tokenizer import Tokenizer
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "model_cards"
@@ -46,7 +46,7 @@ def card_variables(model: Tokenizer, **extra: Any) -> dict[str, Any]:
     entry = get_entry(model.arch or "")
     pretrained = next(iter(entry.pretrained.values()), None) if entry.pretrained else None
     if entry.size != "paper":
-        family_entry = next((e for e in _family_entries(entry.family) if e.size == "paper"), None)
+        family_entry = next((e for e in family_entries(entry.family) if e.size == "paper"), None)
         pretrained = pretrained or (
             next(iter(family_entry.pretrained.values()), None) if family_entry else None
         )
@@ -72,12 +72,6 @@ def card_variables(model: Tokenizer, **extra: Any) -> dict[str, Any]:
         "repo_id": extra.pop("repo_id", None),
         **extra,
     }
-
-
-def _family_entries(family: str) -> list[Any]:
-    from ._registry import entries
-
-    return [e for e in entries() if e.family == family]
 
 
 def render_card(
