@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# Triton reads this when it is imported: run kernel tests on CPU tensors through its interpreter.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 _HF_HOME = tempfile.mkdtemp(prefix="zoo-tests-hf-")
 atexit.register(shutil.rmtree, _HF_HOME, True)
 os.environ["HF_HOME"] = _HF_HOME
@@ -22,10 +24,10 @@ os.environ["HF_TOKEN"] = "hf_dummy"
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HF_ENDPOINT", None)
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hub_server import HubServer  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from hub_server import HubServer
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

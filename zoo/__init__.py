@@ -7,8 +7,8 @@ images = tok.decode(tokens)
 
 __version__ = "0.1.0"
 
-from ._factory import create, info  # noqa: E402
-from ._registry import (  # noqa: E402
+from ._factory import create, info
+from ._registry import (
     PretrainedCfg,
     get_pretrained_cfg,
     is_model,
@@ -16,17 +16,17 @@ from ._registry import (  # noqa: E402
     register_model,
     register_pretrained,
 )
-from .hub import load, push_to_hub, save_pretrained  # noqa: E402
-from .tokenizer import ImageTokenizer, Tokenizer, TokenizerOutput  # noqa: E402
-from .tokens import Tokens  # noqa: E402
+from .hub import load, push_to_hub, save_pretrained
+from .tokenizer import ImageTokenizer, Tokenizer, TokenizerOutput
+from .tokens import Tokens
 
 __all__ = [
-    "__version__",
     "ImageTokenizer",
     "PretrainedCfg",
     "Tokenizer",
     "TokenizerOutput",
     "Tokens",
+    "__version__",
     "create",
     "get_pretrained_cfg",
     "info",

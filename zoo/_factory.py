@@ -72,4 +72,3 @@ def info(name: str) -> dict[str, Any]:
     doc = (type(model).__doc__ or "").strip().splitlines()
     facts["summary"] = doc[0] if doc else ""
     return facts
-

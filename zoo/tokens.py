@@ -119,7 +119,7 @@ class Tokens:
     def __getitem__(self, index: int | slice) -> Tokens:
         """Select items, keeping the batch dimension (``tokens[2]`` is a batch of one)."""
         sel = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
-        pick = lambda t: None if t is None else t[sel]  # noqa: E731
+        pick = lambda t: None if t is None else t[sel]
         return replace(self, ids=pick(self.ids), latents=pick(self.latents), lengths=pick(self.lengths))
 
     @classmethod
@@ -134,13 +134,13 @@ class Tokens:
                     f"cannot concatenate tokens with layouts {first.grid}/{first.codebook_sizes} "
                     f"and {other.grid}/{other.codebook_sizes}"
                 )
-        join = lambda name: (  # noqa: E731
+        join = lambda name: (
             None if getattr(first, name) is None else torch.cat([getattr(t, name) for t in items])
         )
         return replace(first, ids=join("ids"), latents=join("latents"), lengths=join("lengths"))
 
     def to(self, device: torch.device | str) -> Tokens:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)
         return replace(self, ids=move(self.ids), latents=move(self.latents), lengths=move(self.lengths))
 
     def mask(self) -> torch.Tensor:
@@ -256,7 +256,7 @@ class Tokens:
 
                 with safe_open(str(path), framework="pt") as fh:
                     meta = fh.metadata() or {}
-                    tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+                    tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
                 raw = meta.get("zoo.tokens")
             elif path.suffix == ".npz":
                 with np.load(path, allow_pickle=False) as data:
@@ -296,7 +296,7 @@ class Tokens:
         """Exact equality of layout and contents (latents compared exactly too)."""
         same = lambda a, b: (
             (a is None and b is None)
-            or (  # noqa: E731
+            or (
                 a is not None and b is not None and a.shape == b.shape and bool(torch.equal(a.cpu(), b.cpu()))
             )
         )

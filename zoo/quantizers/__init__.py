@@ -1,7 +1,30 @@
-"""Quantizers shared by every tokenizer; nearest-code search dispatches to kernels where available."""
+"""Quantizers shared by every tokenizer, all under one contract (see :class:`Quantizer`).
 
+Hot paths (nearest-code search, code statistics, FSQ/LFQ packing) go through ``zoo.kernels``, which
+runs Triton on CUDA tensors and an exact PyTorch path elsewhere.
+"""
+
+from ..kernels import nearest_code
 from .base import Quantizer, QuantizerOutput, usage_stats
-from .search import nearest_code
-from .vq import VectorQuantizer
+from .continuous import GaussianBottleneck, IdentityBottleneck
+from .ptq import GaussianQuantileQuantizer, gaussian_quantile_levels
+from .residual import ResidualVQ
+from .scalar import FiniteScalarQuantizer, LookupFreeQuantizer
+from .vq import VectorQuantizer, kmeans, rotate_onto
 
-__all__ = ["Quantizer", "QuantizerOutput", "VectorQuantizer", "nearest_code", "usage_stats"]
+__all__ = [
+    "FiniteScalarQuantizer",
+    "GaussianBottleneck",
+    "GaussianQuantileQuantizer",
+    "IdentityBottleneck",
+    "LookupFreeQuantizer",
+    "Quantizer",
+    "QuantizerOutput",
+    "ResidualVQ",
+    "VectorQuantizer",
+    "gaussian_quantile_levels",
+    "kmeans",
+    "nearest_code",
+    "rotate_onto",
+    "usage_stats",
+]

@@ -44,8 +44,8 @@ class VQ16(ImageTokenizer):
         dropout: dropout inside residual blocks.
         kmeans_init: k-means initialisation of the codebook on the first batch (not upstream; on for
             the tiny size, where random codes collapse).
-        restart_threshold: running usage below which a code is restarted on an encoder output (not
-            upstream; 0 disables).
+        restart_threshold: running hits per step below which a code is restarted on an encoder output
+            (not upstream; 0 disables).
     """
 
     def __init__(
@@ -203,7 +203,7 @@ _TINY: dict[str, Any] = {
     "codebook_dim": 8,
     "norm_groups": 8,
     "kmeans_init": True,
-    "restart_threshold": 0.02,
+    "restart_threshold": 0.1,
 }
 
 
