@@ -69,6 +69,7 @@ def nearest_code_torch(
         if dists is not None:
             offset = rows.pow(2).sum(1) if metric == "l2" else 2.0
             dists[start : start + rows_per_chunk] = (best + offset).clamp_min(0)
+        del partial  # free this block before the next one is allocated: peak stays one block
     return ids, dists
 
 
