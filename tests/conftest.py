@@ -80,3 +80,13 @@ def photos() -> torch.Tensor:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP's
+    spin-waits make each small op up to 100x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

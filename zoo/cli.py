@@ -6,6 +6,8 @@
     zoo decode MODEL TOKENS... -o OUT_DIR        (media files, one per token file)
     zoo card MODEL_OR_DIR [-o README.md]
     zoo push DIR REPO_ID [--branch B] [--private] [-m MESSAGE]
+    zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
+    zoo export RUN_DIR_OR_CKPT -o DIR [--no-ema]
 
 Over many files a bad one is reported and skipped; the others' outputs are kept and the exit status
 is 1 when anything failed.
@@ -209,6 +211,14 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .training.cli import export
+
+    out = export(args.run, args.output, use_ema=not args.no_ema)
+    print(f"exported {args.run} to {out} (config.json, model.safetensors, README.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -262,10 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("-m", "--message")
     p.set_defaults(func=cmd_push)
+
+    sub.add_parser("train", help="train from a recipe YAML (LightningCLI: zoo train RECIPE.yaml --help)")
+
+    p = sub.add_parser("export", help="checkpoint of a training run -> Hub-ready folder")
+    p.add_argument("run", help="run directory (uses checkpoints/last.ckpt) or a .ckpt file")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--no-ema", action="store_true", help="export the raw weights even if EMA was kept")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # everything after the recipe belongs to LightningCLI's parser
+        from .training.cli import train
+
+        return train(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

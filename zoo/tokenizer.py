@@ -134,6 +134,15 @@ class Tokenizer(nn.Module):
         """Turn one decoded item (batch of one) back into media that ``zoo.io`` can write."""
         raise NotImplementedError
 
+    def training_output(self, x: torch.Tensor, step: int) -> TokenizerOutput:
+        """The training forward pass at iteration ``step``; models with phased or masked training
+        (two-phase KARL, masked TFM) override this instead of copying the trainer."""
+        return self(x)
+
+    def last_layer(self) -> torch.Tensor | None:
+        """Weight of the decoder's output layer, for VQGAN's adaptive GAN weight (``None``: unused)."""
+        return None
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -1,5 +1,28 @@
 """Building blocks shared across models."""
 
 from .conv2d import Attention2d, ConvDecoder2d, ConvEncoder2d, Downsample2d, ResBlock2d, Upsample2d
+from .discriminators import (
+    DiscriminatorOutput,
+    MultiBandResolutionDiscriminator,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    MultiScaleSTFTDiscriminator,
+    PatchDiscriminator,
+)
+from .spectral import stft
 
-__all__ = ["Attention2d", "ConvDecoder2d", "ConvEncoder2d", "Downsample2d", "ResBlock2d", "Upsample2d"]
+__all__ = [
+    "Attention2d",
+    "ConvDecoder2d",
+    "ConvEncoder2d",
+    "DiscriminatorOutput",
+    "Downsample2d",
+    "MultiBandResolutionDiscriminator",
+    "MultiPeriodDiscriminator",
+    "MultiResolutionDiscriminator",
+    "MultiScaleSTFTDiscriminator",
+    "PatchDiscriminator",
+    "ResBlock2d",
+    "Upsample2d",
+    "stft",
+]

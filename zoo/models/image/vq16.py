@@ -115,6 +115,9 @@ class VQ16(ImageTokenizer):
     def _reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
         return (self.decoder(self.post_quant_conv(codes)) + 1) / 2
 
+    def last_layer(self) -> torch.Tensor:
+        return self.decoder.conv_out.weight
+
     # ------------------------------------------------------------------ API
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
         """Reconstruct ``x`` ([B, 3, H, W] in [0, 1]) through the quantizer, with its losses."""

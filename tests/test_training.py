@@ -1,0 +1,233 @@
+"""The tokenizer LightningModule: steps, checkpoints, exact resumption, export, and the train CLI."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from training_data import RandomImages
+
+import zoo
+from zoo.data import ResumableDataLoader
+from zoo.errors import CheckpointError
+from zoo.training import TokenizerModule, warmup_cosine
+from zoo.training.cli import export
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trainer(run: Path, max_steps: int, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        default_root_dir=run,
+        logger=CSVLogger(run, name="", version=""),
+        callbacks=[ModelCheckpoint(dirpath=run / "checkpoints", every_n_train_steps=3, save_last=True)],
+        use_distributed_sampler=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        val_check_interval=3,
+        **kwargs,
+    )
+
+
+class StopAt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def module(**kwargs) -> TokenizerModule:
+    torch.manual_seed(0)
+    return TokenizerModule("vq16_tiny", lr=1e-3, ema_decay=0.9, warmup_steps=2, **kwargs)
+
+
+def test_steps_checkpoint_samples_and_export(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fit = trainer(run, 6)
+    model = module()
+    fit.fit(model, RandomImages())
+    assert fit.global_step == 6
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
+        "step0000003_codebook_usage.png",
+        "step0000003_reconstructions.png",
+        "step0000006_codebook_usage.png",
+        "step0000006_reconstructions.png",
+    ]
+    out = export(run, tmp_path / "export")
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "README.md"}
+    loaded = zoo.load(out)
+    ema = model.ema.module
+    for key, value in ema.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key  # the EMA weights are what ships
+    card = (out / "README.md").read_text()
+    assert "6 training steps" in card and "EMA weights" in card
+    raw = zoo.load(export(run, tmp_path / "raw", use_ema=False))
+    assert torch.equal(
+        raw.state_dict()["quantizer.codebook"], model.tokenizer.state_dict()["quantizer.codebook"]
+    )
+
+
+def test_resuming_continues_the_same_run_exactly(tmp_path: Path) -> None:
+    straight = module()
+    trainer(tmp_path / "straight", 6).fit(straight, RandomImages())
+
+    first = module()
+    interrupted = trainer(tmp_path / "resumed", 6)
+    interrupted.callbacks.append(StopAt(3))  # as if the run were killed after its step-3 checkpoint
+    interrupted.fit(first, RandomImages())
+    assert interrupted.global_step == 3
+    resumed = module()
+    resume = trainer(tmp_path / "resumed", 6)
+    resume.fit(resumed, RandomImages(), ckpt_path=str(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
+    assert resume.global_step == 6
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), f"{key} differs after resuming"
+    opt_a = straight.optimizers().optimizer.state_dict()["state"]
+    opt_b = resumed.optimizers().optimizer.state_dict()["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"]) for i in opt_a)
+
+
+def test_gan_training_counts_iterations_not_optimizer_steps(tmp_path: Path) -> None:
+    from zoo.nn import PatchDiscriminator
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(channels=8, num_layers=2, norm="group")
+    before = [p.detach().clone() for p in disc.parameters()]
+    model = module(
+        discriminator=disc,
+        disc_start=2,
+        losses={"l1": 1.0, "perceptual": 0.1},
+        perceptual_backbone="resnet18",
+    )
+    fit = trainer(tmp_path / "gan", 5)
+    fit.fit(model, RandomImages())
+    assert fit.global_step == 5  # the discriminator's steps do not advance the counter
+    assert any(not torch.equal(a, b) for a, b in zip(before, disc.parameters(), strict=True))
+    logged = fit.logged_metrics
+    assert {"train/gan/generator", "train/gan/discriminator", "train/rec/perceptual"} <= set(logged)
+    checkpoint = torch.load(tmp_path / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["zoo"]["perceptual_source"].startswith("random-init resnet18")
+    card = (export(tmp_path / "gan", tmp_path / "out") / "README.md").read_text()
+    assert "random-init resnet18" in card and "PatchDiscriminator" in card
+
+
+def test_resumable_loader_skips_consumed_batches_and_changes_order_per_epoch() -> None:
+    data = torch.utils.data.TensorDataset(torch.arange(10))
+    loader = ResumableDataLoader(data, batch_size=3, seed=1)
+    epoch0 = [b[0].tolist() for b in loader]
+    epoch1 = [b[0].tolist() for b in loader]
+    assert sorted(i for batch in epoch0 for i in batch) == list(range(10)) and epoch0 != epoch1
+    fresh = ResumableDataLoader(data, batch_size=3, seed=1)
+    iterator = iter(fresh)
+    next(iterator), next(iterator)
+    state = fresh.state_dict()
+    assert state == {"epoch": 0, "batches_consumed": 2}
+    restored = ResumableDataLoader(data, batch_size=3, seed=1)
+    restored.load_state_dict(state)
+    assert [b[0].tolist() for b in restored] == epoch0[2:]
+    assert [b[0].tolist() for b in restored] == epoch1
+    abandoned = ResumableDataLoader(data, batch_size=3, seed=1)
+    iterator = iter(abandoned)
+    next(iterator)  # a pass left unfinished does not shorten the next one
+    assert [b[0].tolist() for b in abandoned] == epoch1
+
+
+def test_warmup_then_cosine() -> None:
+    factors = [warmup_cosine(s, warmup_steps=4, total_steps=14, min_ratio=0.1) for s in range(16)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0 and factors[14] == pytest.approx(0.1) and factors[15] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(factors[4:]))
+
+
+def test_unknown_or_misplaced_losses_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown loss 'ssim'"):
+        TokenizerModule("vq16_tiny", losses={"ssim": 1.0})
+    with pytest.raises(ValueError, match="'mel' does not apply to image"):
+        TokenizerModule("vq16_tiny", losses={"mel": 1.0})
+
+
+def test_export_refuses_runs_without_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        export(tmp_path, tmp_path / "out")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        export(bad, tmp_path / "out")
+
+
+def test_train_cli_prints_the_resolved_recipe(tmp_path: Path) -> None:
+    recipe = ROOT / "recipes" / "vq16_tiny.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", str(recipe), "--print_config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "class_path: zoo.training.TokenizerModule" in done.stdout
+    assert "model: vq16_tiny" in done.stdout
+
+
+DDP_RECIPE = """
+seed_everything: 0
+trainer:
+  max_steps: 4
+  accelerator: cpu
+  devices: 2
+  strategy: ddp
+  enable_progress_bar: false
+  enable_model_summary: false
+  num_sanity_val_steps: 0
+  limit_val_batches: 0
+  logger: false
+  enable_checkpointing: false
+model:
+  class_path: zoo.training.TokenizerModule
+  init_args: {model: vq16_tiny, lr: 1.0e-3}
+data:
+  class_path: training_data.RandomImages
+  init_args: {num_images: 32, batch_size: 4}
+"""
+
+
+def test_ddp_on_two_cpu_processes_keeps_codebooks_identical(tmp_path: Path) -> None:
+    recipe = tmp_path / "ddp.yaml"
+    recipe.write_text(DDP_RECIPE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zoo",
+            "train",
+            str(recipe),
+            "--trainer.callbacks+=training_data.SaveRankState",
+            f"--trainer.callbacks.out_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert bool(first["quantizer.initted"])
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), f"{key} differs between the two ranks"

@@ -1,0 +1,140 @@
+"""``zoo train`` (LightningCLI over recipe YAML) and ``zoo export`` (checkpoint -> Hub-ready folder)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+
+def _default_precision() -> str:
+    """bf16-mixed where the accelerator has it, full precision elsewhere."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def train(argv: Sequence[str]) -> int:
+    """Run ``fit`` on a recipe: ``zoo train RECIPE.yaml [--section.key value ...] [--print_config]``.
+
+    The resolved config is written as ``config.yaml`` into the run directory, beside ``checkpoints/``;
+    ``--ckpt_path last`` resumes the run from its last checkpoint.
+    """
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    argv = list(argv)
+    if not argv or argv[0].startswith("-"):
+        print("usage: zoo train RECIPE.yaml [--section.key value ...] [--print_config]", file=sys.stderr)
+        return 2
+    recipe, overrides = argv[0], argv[1:]
+    if not Path(recipe).is_file():
+        print(f"zoo train: recipe {recipe} not found", file=sys.stderr)
+        return 2
+    overrides += _default_loggers(recipe, overrides)
+    LightningCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"use_distributed_sampler": False, "precision": _default_precision()},
+        args=["fit", "--config", recipe, *overrides],
+        auto_configure_optimizers=False,
+    )
+    return 0
+
+
+def _option(overrides: Sequence[str], name: str) -> str | None:
+    """The value of ``--name value`` or ``--name=value`` among command-line overrides (last wins)."""
+    value = None
+    for i, arg in enumerate(overrides):
+        if arg == name and i + 1 < len(overrides):
+            value = overrides[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _default_loggers(recipe: str, overrides: Sequence[str]) -> list[str]:
+    """CSV and TensorBoard logs written straight into the run directory, unless the recipe says otherwise.
+
+    With ``version=""`` both loggers use ``default_root_dir`` itself as their log dir, so the run
+    directory holds ``config.yaml``, ``metrics.csv``, TensorBoard events, ``checkpoints/`` and
+    ``samples/`` side by side, and ``--ckpt_path last`` finds the same run again.
+    """
+    import yaml
+
+    config = yaml.safe_load(Path(recipe).read_text()) or {}
+    trainer = config.get("trainer") or {}
+    if "logger" in trainer or any(a.startswith("--trainer.logger") for a in overrides):
+        return []
+    root = _option(overrides, "--trainer.default_root_dir") or trainer.get("default_root_dir") or "."
+    loggers = [
+        {
+            "class_path": f"lightning.pytorch.loggers.{name}",
+            "init_args": {"save_dir": root, "name": "", "version": ""},
+        }
+        for name in ("CSVLogger", "TensorBoardLogger")
+    ]
+    return ["--trainer.logger", json.dumps(loggers)]
+
+
+def find_checkpoint(run: str | Path) -> Path:
+    """A checkpoint file, or the ``last.ckpt`` (else the newest ``.ckpt``) under a run directory."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    candidates = [run / "checkpoints" / "last.ckpt", run / "last.ckpt"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    found = sorted(run.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"{run}: no checkpoint (.ckpt) found in this run directory")
+    return found[-1]
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only=True``; refuse anything that needs pickled code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated files, foreign pickles, ...
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from err
+
+
+def export(run: str | Path, out: str | Path, *, use_ema: bool = True) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` + ``README.md`` for the tokenizer trained in ``run``.
+
+    Takes the EMA weights when the run kept them (and ``use_ema``); drops the discriminator, loss
+    networks and optimizer state. The model card records steps, validation metrics and losses.
+    """
+    from .._factory import create
+    from ..hub import load_weights
+
+    path = find_checkpoint(run)
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint.get("zoo")
+    if not meta:
+        raise CheckpointError(f"{path}: not a zoo training checkpoint (no 'zoo' section)")
+    prefix = "ema.module." if meta.get("ema") and use_ema else "tokenizer."
+    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise CheckpointError(f"{path}: no weights under {prefix!r}")
+    model = create(meta["arch"], **meta["config"])
+    load_weights(model, state, source=str(path))
+    notes = [f"{meta['steps']} training steps from `{path.name}`", f"losses {meta.get('losses')}"]
+    if meta.get("gan"):
+        notes.append(f"discriminator {meta['gan']}")
+    if meta.get("perceptual_source"):
+        notes.append(f"perceptual loss: {meta['perceptual_source']}")
+    if prefix.startswith("ema"):
+        notes.append("EMA weights")
+    metrics = {k.removeprefix("val/"): round(v, 4) for k, v in meta.get("metrics", {}).items()}
+    return model.eval().save_pretrained(out, metrics=metrics, training="; ".join(notes))

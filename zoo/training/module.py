@@ -1,0 +1,346 @@
+"""One LightningModule that trains every zoo tokenizer, with or without a GAN.
+
+Optimization is manual because GAN training alternates two optimizers. The discriminator's step
+goes through its raw optimizer, so ``trainer.global_step`` counts generator steps only: recipes'
+``max_steps``, warmup and ``disc_start`` all mean training iterations, and a resumed run continues
+the same count.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._factory import create
+from ..tokenizer import Tokenizer, TokenizerOutput
+from .ema import EMAWeights
+from .samples import image_pairs, save_png, signal_pairs, usage_histogram
+from .schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+# Reconstruction terms a recipe can weight by name, and the modalities each applies to.
+RECONSTRUCTION_TERMS = {
+    "l1": ("image", "audio", "eeg"),
+    "l2": ("image", "audio", "eeg"),
+    "perceptual": ("image",),
+    "mel": ("audio",),
+    "stft": ("audio",),
+    "eeg": ("eeg",),
+}
+
+
+class TokenizerModule(L.LightningModule):
+    """Trains the registered tokenizer ``model`` (any modality) from a recipe.
+
+    Args:
+        model: registry name of the tokenizer (``zoo list``), e.g. ``"vq16_tiny"``.
+        model_args: constructor overrides for that tokenizer.
+        losses: reconstruction terms and their weights, by name: ``l1``, ``l2``, ``perceptual``
+            (images), ``mel`` and ``stft`` (audio), ``eeg`` (EEG time + spectral). The tokenizer's
+            own auxiliary losses (``vq/...``) are always added, already weighted.
+        perceptual_weights: file with the perceptual backbone's weights (safetensors or a torch file);
+            without it the perceptual term uses a frozen random-feature network, stated in the log
+            and the exported model card. Nothing is ever downloaded.
+        perceptual_backbone: timm name of that backbone.
+        discriminator: a discriminator module (``zoo.nn.discriminators``); ``None`` trains without GAN.
+        gan_loss: ``"hinge"``, ``"hinge_clamped"``, ``"least_squares"`` or ``"non_saturating"``.
+        gan_weight: weight of the generator's adversarial loss (times the adaptive weight if on).
+        adaptive_gan_weight: VQGAN's balancing by gradient norms at the decoder's last layer.
+        feature_matching_weight: weight of the discriminator feature-matching loss (audio codecs).
+        lecam_weight: LeCam regularisation of the discriminator (0 disables).
+        disc_start: iteration at which the discriminator and adversarial loss switch on.
+        lr, disc_lr, betas, weight_decay: AdamW settings (``disc_lr`` defaults to ``lr``).
+        warmup_steps, min_lr_ratio: linear warmup, then cosine decay to ``min_lr_ratio * lr`` at
+            ``trainer.max_steps``.
+        grad_clip: max gradient norm per optimizer step (``None`` disables).
+        ema_decay: keep an EMA copy of the tokenizer (validated and exported instead of the raw
+            weights); ``None`` disables.
+        sample_every: write reconstruction and codebook-usage PNGs every this many iterations
+            (at validation); 0 disables.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        model_args: dict[str, Any] | None = None,
+        losses: dict[str, float] | None = None,
+        perceptual_weights: str | None = None,
+        perceptual_backbone: str = "vgg16",
+        discriminator: nn.Module | None = None,
+        gan_loss: str = "hinge",
+        gan_weight: float = 0.1,
+        adaptive_gan_weight: bool = True,
+        feature_matching_weight: float = 0.0,
+        lecam_weight: float = 0.0,
+        disc_start: int = 0,
+        lr: float = 1e-4,
+        disc_lr: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.95),
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        grad_clip: float | None = 1.0,
+        ema_decay: float | None = None,
+        sample_every: int = 500,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["discriminator"])
+        self.automatic_optimization = False
+        self.tokenizer: Tokenizer = create(model, **(model_args or {}))
+        self.modality = self.tokenizer.modality
+        self.loss_weights = dict(losses or {"l1": 1.0})
+        for name in self.loss_weights:
+            if name not in RECONSTRUCTION_TERMS:
+                raise ValueError(f"unknown loss {name!r}; known: {', '.join(RECONSTRUCTION_TERMS)}")
+            if self.modality not in RECONSTRUCTION_TERMS[name]:
+                raise ValueError(f"loss {name!r} does not apply to {self.modality} tokenizers")
+        # Frozen loss networks live outside the module tree: they are not trained, checkpointed or
+        # exported, and are moved to the module's device when first used.
+        self._loss_modules: dict[str, nn.Module] = {}
+        self.perceptual_source: str | None = None
+        if "perceptual" in self.loss_weights:
+            from ..losses import PerceptualLoss
+
+            perceptual = PerceptualLoss(backbone=perceptual_backbone, weights=perceptual_weights)
+            self._loss_modules["perceptual"] = perceptual
+            self.perceptual_source = perceptual.source
+            log.warning("perceptual loss: %s", perceptual.source)
+        self.discriminator = discriminator
+        if discriminator is not None:
+            from ..losses import LeCamRegularizer
+
+            self.lecam = LeCamRegularizer() if lecam_weight > 0 else None
+        self.ema = EMAWeights(self.tokenizer, ema_decay) if ema_decay else None
+        self._val_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._val_counts: torch.Tensor | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ losses
+    def _loss_module(self, name: str) -> nn.Module:
+        if name not in self._loss_modules:
+            from .. import losses
+
+            if name == "mel":
+                module = losses.MultiResolutionMelLoss(sample_rate=self.tokenizer.sample_rate)
+            elif name == "stft":
+                module = losses.MultiResolutionSTFTLoss()
+            else:
+                module = losses.EEGReconstructionLoss()
+            self._loss_modules[name] = module
+        module = self._loss_modules[name]
+        return module.to(self.device)
+
+    def reconstruction_losses(self, recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted reconstruction terms keyed ``rec/<name>``."""
+        terms = {}
+        for name, weight in self.loss_weights.items():
+            if weight == 0:
+                continue
+            if name == "l1":
+                value = F.l1_loss(recon, target)
+            elif name == "l2":
+                value = F.mse_loss(recon, target)
+            else:
+                value = self._loss_module(name)(recon, target)
+            terms[f"rec/{name}"] = weight * value
+        return terms
+
+    def _gan_losses(self) -> Any:
+        from ..losses import gan_loss
+
+        return gan_loss(self.hparams.gan_loss)
+
+    # ------------------------------------------------------------------ optimizers
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = [p for p in self.tokenizer.parameters() if p.requires_grad]
+        opt_g = torch.optim.AdamW(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        total = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else None
+
+        def factor(step: int) -> float:
+            return warmup_cosine(
+                step, warmup_steps=hp.warmup_steps, total_steps=total, min_ratio=hp.min_lr_ratio
+            )
+
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+        if self.discriminator is None:
+            return [opt_g], [sched_g]
+        opt_d = torch.optim.AdamW(
+            self.discriminator.parameters(),
+            lr=hp.disc_lr or hp.lr,
+            betas=tuple(hp.betas),
+            weight_decay=hp.weight_decay,
+        )
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
+        return [opt_g, opt_d], [sched_g, sched_d]
+
+    def _clip(self, params: Any) -> None:
+        if self.hparams.grad_clip:
+            torch.nn.utils.clip_grad_norm_(list(params), self.hparams.grad_clip)
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def inputs(batch: Any) -> torch.Tensor:
+        """The media tensor of a batch (a tensor, or the first element of a tuple/list or ``x`` of a dict)."""
+        if isinstance(batch, torch.Tensor):
+            return batch
+        if isinstance(batch, dict):
+            return batch["x"]
+        return batch[0]
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = self.inputs(batch)
+        step = self.global_step
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        schedulers = self.lr_schedulers()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        opt_g = optimizers[0]
+        gan_on = self.discriminator is not None and step >= self.hparams.disc_start
+
+        out: TokenizerOutput = self.tokenizer.training_output(x, step)
+        terms = self.reconstruction_losses(out.recon, x)
+        rec_total = sum(terms.values())
+        terms.update(out.losses)
+        if gan_on:
+            terms.update(self._generator_adversarial(x, out.recon, rec_total))
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at step {step}: {_fmt(terms)}")
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._clip(self.tokenizer.parameters())
+        opt_g.step()
+        schedulers[0].step()
+        if self.ema is not None:
+            self.ema.update(self.tokenizer)
+
+        if gan_on:
+            d_terms = self._discriminator_step(x, out.recon.detach(), optimizers[1])
+            schedulers[1].step()
+            terms.update(d_terms)
+        self.log("train/loss", loss.detach(), prog_bar=True)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()})
+        self.log_dict({f"train/{k}": v for k, v in out.stats.items()}, prog_bar=False)
+        self.log("train/lr", schedulers[0].get_last_lr()[0])
+        return loss.detach()
+
+    def _generator_adversarial(
+        self, x: torch.Tensor, recon: torch.Tensor, rec_total: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        generator_loss = self._gan_losses().generator
+        self.discriminator.requires_grad_(False)
+        try:
+            fake = self.discriminator(recon)
+            adversarial = generator_loss(fake.logits)
+            weight = torch.tensor(self.hparams.gan_weight, device=x.device)
+            last = self.tokenizer.last_layer()
+            if self.hparams.adaptive_gan_weight and last is not None and torch.is_tensor(rec_total):
+                from ..losses import adaptive_generator_weight
+
+                weight = weight * adaptive_generator_weight(rec_total, adversarial, last)
+            terms = {"gan/generator": weight * adversarial}
+            if self.hparams.feature_matching_weight > 0:
+                from ..losses import feature_matching_loss
+
+                with torch.no_grad():
+                    real = self.discriminator(x)
+                terms["gan/feature_matching"] = self.hparams.feature_matching_weight * feature_matching_loss(
+                    real.features, fake.features
+                )
+            return terms
+        finally:
+            self.discriminator.requires_grad_(True)
+
+    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor, opt_d: Any) -> dict[str, torch.Tensor]:
+        discriminator_loss = self._gan_losses().discriminator
+        real_out, fake_out = self.discriminator(x), self.discriminator(fake)
+        d_loss = discriminator_loss(real_out.logits, fake_out.logits)
+        terms = {"gan/discriminator": d_loss}
+        if self.lecam is not None:
+            terms["gan/lecam"] = self.hparams.lecam_weight * self.lecam(real_out.logits, fake_out.logits)
+        total = sum(terms.values())
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        self._clip(self.discriminator.parameters())
+        # The raw optimizer: stepping the Lightning wrapper would advance global_step a second time.
+        opt_d.optimizer.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    # ------------------------------------------------------------------ validation
+    def evaluated_tokenizer(self) -> Tokenizer:
+        """The weights that are validated and exported: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else self.tokenizer
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.inputs(batch)
+        tokenizer = self.evaluated_tokenizer()
+        tokenizer.eval()
+        out = tokenizer(x)
+        metrics = {"val/l1": F.l1_loss(out.recon, x), "val/mse": F.mse_loss(out.recon, x)}
+        if self.modality == "image":
+            mse = F.mse_loss(out.recon.clamp(0, 1), x, reduction="none").flatten(1).mean(1)
+            metrics["val/psnr"] = (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()
+        self.log_dict(metrics, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
+        if out.ids is not None:
+            ids = out.ids.detach().reshape(-1)
+            counts = torch.bincount(ids[ids >= 0], minlength=tokenizer.codebook_sizes[0]).cpu()
+            self._val_counts = counts if self._val_counts is None else self._val_counts + counts
+        if batch_idx == 0:
+            self._val_batch = (x.detach().cpu(), out.recon.detach().float().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_metrics = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+        }
+        every = self.hparams.sample_every
+        if (
+            every
+            and self._val_batch is not None
+            and self.trainer.is_global_zero
+            and not self.trainer.sanity_checking
+        ):
+            folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
+            original, recon = self._val_batch
+            picture = (
+                image_pairs(original, recon) if self.modality == "image" else signal_pairs(original, recon)
+            )
+            save_png(picture, folder / f"step{self.global_step:07d}_reconstructions.png")
+            if self._val_counts is not None:
+                save_png(
+                    usage_histogram(self._val_counts),
+                    folder / f"step{self.global_step:07d}_codebook_usage.png",
+                )
+        self._val_batch, self._val_counts = None, None
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Everything ``zoo export`` needs without rebuilding the LightningModule or its losses."""
+        tokenizer = self.evaluated_tokenizer()
+        checkpoint["zoo"] = {
+            "arch": tokenizer.arch,
+            "config": tokenizer.config,
+            "ema": self.ema is not None,
+            "steps": int(self.global_step),
+            "metrics": dict(self.last_metrics),
+            "perceptual_source": self.perceptual_source,
+            "losses": dict(self.loss_weights),
+            "gan": None if self.discriminator is None else type(self.discriminator).__name__,
+        }
+        # Random streams (quantizer dropout, augmentation in the main process) resume where they were.
+        checkpoint["zoo_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "zoo_rng" in checkpoint:
+            torch.set_rng_state(checkpoint["zoo_rng"]["torch"])
+
+
+def _fmt(terms: dict[str, torch.Tensor]) -> str:
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
