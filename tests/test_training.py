@@ -169,8 +169,11 @@ def test_export_refuses_runs_without_checkpoints(tmp_path: Path) -> None:
         export(bad, tmp_path / "out")
 
 
-def test_train_cli_prints_the_resolved_recipe(tmp_path: Path) -> None:
-    recipe = ROOT / "recipes" / "vq16_tiny.yaml"
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_train_cli_prints_every_resolved_recipe(recipe: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "zoo", "train", str(recipe), "--print_config"],
         capture_output=True,
@@ -180,7 +183,16 @@ def test_train_cli_prints_the_resolved_recipe(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "class_path: zoo.training.TokenizerModule" in done.stdout
-    assert "model: vq16_tiny" in done.stdout
+    assert f"model: {recipe.stem}" in done.stdout
+    assert "CSVLogger" in done.stdout and "TensorBoardLogger" in done.stdout
+
+
+def test_every_registered_tokenizer_has_a_recipe() -> None:
+    import yaml
+
+    trained = {yaml.safe_load(r.read_text())["model"]["init_args"]["model"] for r in RECIPES}
+    tokenizers = {name for name in zoo.list_models() if zoo.info(name)["modality"] != "generator"}
+    assert tokenizers <= trained, f"no recipe for {sorted(tokenizers - trained)}"
 
 
 DDP_RECIPE = """
@@ -231,3 +243,23 @@ def test_ddp_on_two_cpu_processes_keeps_codebooks_identical(tmp_path: Path) -> N
     assert bool(first["quantizer.initted"])
     for key, value in first.items():
         assert torch.equal(value, second[key]), f"{key} differs between the two ranks"
+
+
+def test_sample_pictures_for_signals_and_codebook_usage(tmp_path: Path) -> None:
+    from zoo.io import read_image
+    from zoo.training.samples import save_png, signal_pairs, usage_histogram
+
+    t = torch.linspace(0, 1, 4000)
+    audio = torch.sin(2 * torch.pi * 440 * t).view(1, 1, -1).repeat(2, 1, 1)
+    picture = signal_pairs(audio, audio)
+    assert picture.shape[0] == 3 and picture.shape[1] == 2 * 129  # two items, 129 frequency bins each
+    left, right = picture[..., : picture.shape[-1] // 2], picture[..., picture.shape[-1] // 2 :]
+    assert torch.equal(left, right)  # original and a perfect reconstruction look the same
+    muffled = signal_pairs(audio, torch.zeros_like(audio))
+    assert not torch.equal(muffled[..., : picture.shape[-1] // 2], muffled[..., picture.shape[-1] // 2 :])
+    counts = torch.tensor([0.0, 5.0, 1.0, 9.0])
+    bars = usage_histogram(counts, height=16)
+    assert bars.shape == (3, 16, 512)
+    assert (bars[:, :, 0] != bars[:, :, -1]).any()  # the most used code's bar is full, the unused one empty
+    path = save_png(bars, tmp_path / "usage.png")
+    assert read_image(path).shape == (3, 16, 512)
