@@ -9,6 +9,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+class LdmShapes(dict):
+    """Key -> shape of LDM-style conv blocks (taming/LDM naming, shared by LlamaGen's and MAR's models)."""
+
+    def conv(self, name: str, cin: int, cout: int, k: int) -> None:
+        self[f"{name}.weight"] = (cout, cin, k, k)
+        self[f"{name}.bias"] = (cout,)
+
+    def norm(self, name: str, c: int) -> None:
+        self[f"{name}.weight"] = (c,)
+        self[f"{name}.bias"] = (c,)
+
+    def res(self, name: str, cin: int, cout: int) -> None:
+        self.norm(f"{name}.norm1", cin)
+        self.conv(f"{name}.conv1", cin, cout, 3)
+        self.norm(f"{name}.norm2", cout)
+        self.conv(f"{name}.conv2", cout, cout, 3)
+        if cin != cout:
+            self.conv(f"{name}.nin_shortcut", cin, cout, 1)
+
+    def attn(self, name: str, c: int) -> None:
+        self.norm(f"{name}.norm", c)
+        for part in ("q", "k", "v", "proj_out"):
+            self.conv(f"{name}.{part}", c, c, 1)
+
+
 def llamagen_vq_shapes(
     *,
     ch: int = 128,
@@ -19,28 +44,8 @@ def llamagen_vq_shapes(
     codebook_dim: int = 8,
     in_channels: int = 3,
 ) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def conv(name: str, cin: int, cout: int, k: int) -> None:
-        shapes[f"{name}.weight"] = (cout, cin, k, k)
-        shapes[f"{name}.bias"] = (cout,)
-
-    def norm(name: str, c: int) -> None:
-        shapes[f"{name}.weight"] = (c,)
-        shapes[f"{name}.bias"] = (c,)
-
-    def res(name: str, cin: int, cout: int) -> None:
-        norm(f"{name}.norm1", cin)
-        conv(f"{name}.conv1", cin, cout, 3)
-        norm(f"{name}.norm2", cout)
-        conv(f"{name}.conv2", cout, cout, 3)
-        if cin != cout:
-            conv(f"{name}.nin_shortcut", cin, cout, 1)
-
-    def attn(name: str, c: int) -> None:
-        norm(f"{name}.norm", c)
-        for part in ("q", "k", "v", "proj_out"):
-            conv(f"{name}.{part}", c, c, 1)
+    shapes = LdmShapes()
+    conv, norm, res, attn = shapes.conv, shapes.norm, shapes.res, shapes.attn
 
     levels = len(ch_mult)
     conv("encoder.conv_in", in_channels, ch, 3)
