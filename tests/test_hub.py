@@ -258,3 +258,19 @@ def test_push_cli_and_fresh_process_load(hub, trained, tmp_path) -> None:
     assert hub.head("tester/cli-push") in done.stdout
     model = zoo.load("tester/cli-push")
     assert model.config == trained.config
+
+
+def test_a_tag_not_hosted_on_the_hub_explains_the_manual_route() -> None:
+    zoo.register_pretrained(
+        "vq16_tiny.offhub",
+        zoo.PretrainedCfg(
+            hf_hub_id=None, filename="ckpt.pt", converter="convert_llamagen", description="Drive only"
+        ),
+    )
+    try:
+        with pytest.raises(
+            HubError, match=r"not hosted on the Hugging Face Hub \(Drive only\).*convert_llamagen"
+        ):
+            zoo.load("vq16_tiny.offhub")
+    finally:
+        unregister_pretrained("vq16_tiny.offhub")

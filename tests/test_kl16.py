@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mar_layout import mar_kl_shapes
+from tokenizer_checks import assert_round_trips, assert_training_reduces_loss, random_state_dict
 
 import zoo
 from zoo.errors import CheckpointError
@@ -28,11 +29,6 @@ TINY_UPSTREAM = {"ch": 32, "ch_mult": (1, 1, 2), "num_res_blocks": 1, "embed_dim
 @pytest.fixture
 def tiny() -> zoo.Tokenizer:
     return zoo.create("kl16_tiny").eval()
-
-
-def _random_upstream(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
 
 
 def test_paper_size_and_latent_shape_on_meta() -> None:
@@ -58,7 +54,7 @@ def test_converter_loads_paper_size_upstream_state_dict_strictly() -> None:
 
 
 def test_converter_maps_stages_attention_and_order() -> None:
-    upstream = _random_upstream(mar_kl_shapes(**TINY_UPSTREAM))
+    upstream = random_state_dict(mar_kl_shapes(**TINY_UPSTREAM))
     model = zoo.create("kl16_tiny").eval()
     load_weights(model, convert_mar(upstream, model), "tiny upstream")
     # LDM indexes decoder.up by resolution level; ours run from the lowest resolution upwards
@@ -79,7 +75,7 @@ def test_converter_maps_stages_attention_and_order() -> None:
 
 
 def test_converter_reports_a_foreign_layout() -> None:
-    upstream = _random_upstream(mar_kl_shapes(**TINY_UPSTREAM))
+    upstream = random_state_dict(mar_kl_shapes(**TINY_UPSTREAM))
     upstream["encoder.extra.weight"] = torch.zeros(1)
     del upstream["post_quant_conv.bias"]
     model = zoo.create("kl16_tiny")
@@ -148,31 +144,9 @@ def test_every_parameter_gets_a_gradient(photos) -> None:
 
 
 def test_training_steps_reduce_the_loss(photos) -> None:
-    model = zoo.create("kl16_tiny").train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(40):
-        out = model(photos)
-        loss = F.l1_loss(out.recon, photos) + sum(out.losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+    assert_training_reduces_loss(zoo.create("kl16_tiny"), photos)
 
 
 def test_save_load_tokens_and_hub_round_trip(tmp_path, hub, tiny, photos) -> None:
-    tiny.save_pretrained(tmp_path / "m")
-    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "README.md"}
-    loaded = zoo.load(tmp_path / "m")
-    assert type(loaded) is type(tiny) and loaded.config == tiny.config and not loaded.training
-    tokens = tiny.encode(photos)
-    assert torch.equal(loaded.encode(photos).latents, tokens.latents)
-    assert torch.equal(loaded.decode(tokens), tiny.decode(tokens))
-    tokens.save(tmp_path / "t.safetensors")
-    assert torch.equal(tiny.decode(Tokens.load(tmp_path / "t.safetensors")), tiny.decode(tokens))
-
-    sha = tiny.push_to_hub("tester/kl16-tiny")
-    from_hub = zoo.load(f"hf-hub:tester/kl16-tiny@{sha}")
-    assert from_hub.revision == sha and torch.equal(from_hub.encode(photos).latents, tokens.latents)
+    assert_round_trips(tmp_path, tiny, photos, repo_id="tester/kl16-tiny")
     assert "latent channels" in hub.files("tester/kl16-tiny")["README.md"].decode()

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from llamagen_layout import llamagen_vq_shapes
+from tokenizer_checks import assert_round_trips, assert_training_reduces_loss, random_state_dict
 
 import zoo
 from zoo.errors import CheckpointError
@@ -74,38 +75,18 @@ def test_every_parameter_gets_a_gradient(photos) -> None:
 
 
 def test_training_steps_reduce_the_loss(photos) -> None:
-    model = zoo.create("vq16_tiny").train()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    losses = []
-    for _ in range(40):
-        out = model(photos)
-        loss = F.l1_loss(out.recon, photos) + sum(out.losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+    assert_training_reduces_loss(zoo.create("vq16_tiny"), photos, lr=5e-4, ratio=0.6)
 
 
 def test_save_load_round_trip(tmp_path, tiny, photos) -> None:
-    tiny.save_pretrained(tmp_path / "m")
-    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "README.md"}
-    loaded = zoo.load(tmp_path / "m")
-    assert type(loaded) is type(tiny) and loaded.config == tiny.config and not loaded.training
-    assert torch.equal(loaded.encode(photos).ids, tiny.encode(photos).ids)
-    assert torch.equal(loaded.decode(tiny.encode(photos)), tiny.decode(tiny.encode(photos)))
-
-
-def _random_upstream(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
+    assert_round_trips(tmp_path, tiny, photos)
 
 
 def test_converter_loads_paper_size_upstream_state_dict_strictly() -> None:
     shapes = llamagen_vq_shapes()
     assert len(shapes) == 344  # as enumerated from LlamaGen's VQ_16
     model = zoo.create("vq16")
-    converted = convert_llamagen(_random_upstream(shapes), model)
+    converted = convert_llamagen(random_state_dict(shapes), model)
     load_weights(model, converted, "upstream VQ_16")
     total_upstream_params = sum(
         torch.Size(s).numel() for k, s in shapes.items() if k != "quantize.codebook_used"
@@ -126,7 +107,7 @@ def _reference_attention(
 
 
 def test_converted_attention_matches_separate_qkv() -> None:
-    upstream = _random_upstream(llamagen_vq_shapes(**TINY_UPSTREAM))
+    upstream = random_state_dict(llamagen_vq_shapes(**TINY_UPSTREAM))
     model = zoo.create("vq16_tiny", **UPSTREAM_QUANTIZER).eval()
     load_weights(model, convert_llamagen(upstream, model), "tiny upstream")
     x = torch.randn(2, 64, 8, 8)
@@ -135,7 +116,7 @@ def test_converted_attention_matches_separate_qkv() -> None:
 
 
 def test_converter_codebook_and_lookup_follow_upstream_normalisation() -> None:
-    upstream = _random_upstream(llamagen_vq_shapes(**TINY_UPSTREAM))
+    upstream = random_state_dict(llamagen_vq_shapes(**TINY_UPSTREAM))
     model = zoo.create("vq16_tiny", **UPSTREAM_QUANTIZER).eval()
     load_weights(model, convert_llamagen(upstream, model), "tiny upstream")
     ids = torch.tensor([[3, 200]])
@@ -144,7 +125,7 @@ def test_converter_codebook_and_lookup_follow_upstream_normalisation() -> None:
 
 
 def test_converter_reports_a_foreign_layout() -> None:
-    upstream = _random_upstream(llamagen_vq_shapes(**TINY_UPSTREAM))
+    upstream = random_state_dict(llamagen_vq_shapes(**TINY_UPSTREAM))
     upstream["encoder.extra.weight"] = torch.zeros(1)
     del upstream["decoder.conv_out.bias"]
     model = zoo.create("vq16_tiny", **UPSTREAM_QUANTIZER)

@@ -305,6 +305,12 @@ def _load_repo(repo_id: str, revision: str | None, **dl: Any) -> tuple[Tokenizer
 def _load_registered(name: str, revision: str | None, **dl: Any) -> tuple[Tokenizer, str, str | None]:
     full, cfg = get_pretrained_cfg(name)
     cfg = with_revision(cfg, revision)
+    if not cfg.hf_hub_id:
+        raise HubError(
+            f"{full} is not hosted on the Hugging Face Hub ({cfg.description or 'no description'}). "
+            f"Download {cfg.filename or 'the checkpoint'} by hand, convert it with {cfg.converter or 'its converter'}"
+            " and save_pretrained(), then zoo.load(<that directory>)."
+        )
     if cfg.is_upstream_format:
         return _load_upstream(full, cfg, **dl)
     model, commit = _load_repo(cfg.hf_hub_id, cfg.revision, **dl)

@@ -1,0 +1,73 @@
+"""Checks every tokenizer's tests share: real training steps, save/load, token files and the Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.tokens import Tokens
+
+
+def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Small random tensors in an upstream layout (key -> shape), for converter tests."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
+
+
+def assert_training_reduces_loss(
+    model: zoo.Tokenizer,
+    images: torch.Tensor,
+    *,
+    steps: int = 40,
+    lr: float = 1e-3,
+    ratio: float = 0.7,
+    reconstruction: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.l1_loss,
+) -> list[float]:
+    """Adam steps on real images through ``training_output``; the last 5 losses must average below
+    ``ratio`` times the first 5."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        out = model.training_output(images, step)
+        loss = reconstruction(out.recon, images) + sum(out.losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < ratio * sum(losses[:5]) / 5, losses
+    return losses
+
+
+def assert_round_trips(
+    tmp_path: Path,
+    tiny: zoo.Tokenizer,
+    images: torch.Tensor,
+    *,
+    repo_id: str | None = None,
+    encode: Callable[[zoo.Tokenizer, torch.Tensor], Tokens] | None = None,
+) -> Any:
+    """save_pretrained -> zoo.load, token files, and (with ``repo_id``) a push and pinned Hub load all
+    reproduce the same tokens and decodes. Returns the Hub commit sha (or None)."""
+    encode = encode or (lambda model, x: model.encode(x))
+    tiny.eval()
+    tiny.save_pretrained(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    loaded = zoo.load(tmp_path / "m")
+    assert type(loaded) is type(tiny) and loaded.config == tiny.config and not loaded.training
+    tokens = encode(tiny, images)
+    assert encode(loaded, images).equal(tokens)
+    assert torch.equal(loaded.decode(tokens), tiny.decode(tokens))
+    saved = tokens.save(tmp_path / "t.safetensors")
+    assert torch.equal(loaded.decode(Tokens.load(saved or tmp_path / "t.safetensors")), tiny.decode(tokens))
+    if repo_id is None:
+        return None
+    sha = tiny.push_to_hub(repo_id)
+    from_hub = zoo.load(f"hf-hub:{repo_id}@{sha}")
+    assert from_hub.revision == sha and encode(from_hub, images).equal(tokens)
+    return sha

@@ -1,0 +1,146 @@
+"""Pre-norm ViT blocks with masks, 2D rotary positions, qk-norm and layer scale, for 1D tokenizers and generators.
+
+Attention runs through ``F.scaled_dot_product_attention`` so that any attention mask (block-causal,
+level-causal, padding) costs nothing extra to support. Parameter names follow timm's BEiT/EVA blocks
+(``attn.qkv`` without bias plus ``attn.q_bias``/``attn.v_bias``, ``gamma_1``/``gamma_2``), which is
+also what most upstream 1D tokenizers store, so their converters stay renaming-free. A key bias adds
+the same logit to every key of a query and cancels in the softmax, so it is not kept at all.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Attention", "Mlp", "TransformerBlock", "apply_rope", "rope_angles"]
+
+
+def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) -> torch.Tensor:
+    """Rotary angles ``[N, head_dim / 2]`` for integer positions ``[N, A]`` over ``A`` axes.
+
+    Each axis gets ``head_dim / (2A)`` frequencies ``theta ** (-2i / (head_dim / A))``; the axes'
+    frequency bands are concatenated (FLUX-style multi-axis RoPE). Computed in float64 because
+    positions of long sequences lose precision in float32 before the cosine is taken.
+    """
+    axes = positions.shape[-1]
+    per_axis = head_dim // axes
+    if per_axis * axes != head_dim or per_axis % 2:
+        raise ValueError(f"head_dim {head_dim} does not split into {axes} even rotary bands")
+    omega = 1.0 / theta ** (
+        torch.arange(0, per_axis, 2, dtype=torch.float64, device=positions.device) / per_axis
+    )
+    return torch.cat([positions[:, a, None].double() * omega for a in range(axes)], dim=-1).float()
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs ``(2i, 2i + 1)`` of ``x [..., N, head_dim]`` by ``angles [N, head_dim/2]``."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    cos, sin = angles.cos(), angles.sin()
+    out = torch.stack(
+        (pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 0] * sin + pairs[..., 1] * cos), dim=-1
+    )
+    return out.flatten(-2).type_as(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional q/v biases, per-head qk LayerNorm and rotary positions."""
+
+    def __init__(
+        self, dim: int, heads: int, *, qkv_bias: bool = True, qk_norm: bool = False, norm_eps: float = 1e-6
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+        self.v_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, rope: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x [B, N, C]``; ``mask`` boolean ``[N, N]`` or ``[B, 1, N, N]`` (True: may attend);
+        ``rope`` angles ``[N, head_dim / 2]`` from `rope_angles`."""
+        b, n, c = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias).view(b, n, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    """``fc2(GELU(fc1(x)))`` (timm's names)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm ViT block ``x += g1 * attn(LN(x)); x += g2 * mlp(LN(x))``.
+
+    The two halves are also callable separately (`attend`, `feed_forward`) because some tokenizers
+    (ResTok's hierarchical merging) change the token set between them.
+
+    Args:
+        dim: token width.
+        heads: attention heads.
+        mlp_ratio: MLP hidden width relative to ``dim``.
+        qkv_bias: learn query and value biases.
+        norm_eps: epsilon of every LayerNorm in the block.
+        qk_norm: per-head LayerNorm on queries and keys (stabilises large ViTs).
+        layer_scale: initial value of the per-channel residual gains ``gamma_1/2``; ``None``: no gains.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_eps: float = 1e-6,
+        *,
+        qk_norm: bool = False,
+        layer_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, heads, qkv_bias=qkv_bias, qk_norm=qk_norm, norm_eps=norm_eps)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        if layer_scale is not None:
+            self.gamma_1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+            self.gamma_2 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+        else:
+            self.gamma_1 = self.gamma_2 = None
+
+    def attend(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, rope: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = self.attn(self.norm1(x), mask, rope)
+        return x + (out if self.gamma_1 is None else self.gamma_1 * out)
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.mlp(self.norm2(x))
+        return x + (out if self.gamma_2 is None else self.gamma_2 * out)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, rope: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.feed_forward(self.attend(x, mask, rope))
