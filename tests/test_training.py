@@ -263,3 +263,42 @@ def test_sample_pictures_for_signals_and_codebook_usage(tmp_path: Path) -> None:
     assert (bars[:, :, 0] != bars[:, :, -1]).any()  # the most used code's bar is full, the unused one empty
     path = save_png(bars, tmp_path / "usage.png")
     assert read_image(path).shape == (3, 16, 512)
+
+
+TINY_RECIPES = [r for r in RECIPES if r.stem.endswith("_tiny")]
+
+
+@pytest.mark.parametrize("recipe", TINY_RECIPES, ids=[r.stem for r in TINY_RECIPES])
+def test_tiny_recipe_loss_falls_on_real_photos(recipe: Path, tmp_path: Path) -> None:
+    """The recipe itself (its model, losses and optimizer) trains on the embedded real photos."""
+    import csv
+
+    from zoo.training.cli import train
+
+    steps = 60
+    train(
+        [
+            str(recipe),
+            "--trainer.max_steps",
+            str(steps),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.val_check_interval",
+            "1000",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.init_args.warmup_steps",
+            "10",
+            "--data.init_args.batch_size",
+            "8",
+        ]
+    )
+    with open(tmp_path / "metrics.csv") as handle:
+        losses = [float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert len(losses) == steps
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10, losses
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "config.yaml").is_file()
