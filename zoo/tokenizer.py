@@ -134,6 +134,12 @@ class Tokenizer(nn.Module):
         """Turn one decoded item (batch of one) back into media that ``zoo.io`` can write."""
         raise NotImplementedError
 
+    def make_tokens(self, **fields: Any) -> Tokens:
+        """A ``Tokens`` stamped with this model's source and revision, so token files say what made them."""
+        return Tokens(
+            model=getattr(self, "source", self.arch), revision=getattr(self, "revision", None), **fields
+        )
+
     def training_output(self, x: torch.Tensor, step: int) -> TokenizerOutput:
         """The training forward pass at iteration ``step``; models with phased or masked training
         (two-phase KARL, masked TFM) override this instead of copying the trainer."""
@@ -263,3 +269,97 @@ class ImageTokenizer(Tokenizer):
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         return decoded[0].clamp(0, 1)
+
+
+class AudioTokenizer(Tokenizer):
+    """Audio tokenizers: inputs and outputs are ``[B, channels, T]`` floats, nominally in ``[-1, 1]``.
+
+    Encoders downsample by ``hop_length``: inputs are zero-padded at the end to a multiple of it, and
+    ``decode`` trims back to the length recorded in ``Tokens.meta["num_samples"]``, so a clip of any
+    length round-trips to its own length. ``prepare`` resamples and down- or up-mixes whatever a file
+    holds to the model's native rate and channel count.
+    """
+
+    modality = "audio"
+    sample_rate: int = 24000
+    channels: int = 1
+    hop_length: int = 320
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Token positions per second of audio (each position carries one id per codebook)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bits_per_second(self) -> float:
+        return self.tokens_per_second * self.bits_per_token
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "value_range": [-1.0, 1.0],
+            "multiple_of": self.hop_length,
+        }
+
+    def token_layout(self) -> dict[str, Any]:
+        return {
+            "tokens_per_second": self.tokens_per_second,
+            "tokens_per_item": math.ceil(self.tokens_per_second) * max(self.num_codebooks, 1),
+            "codebook_sizes": list(self.codebook_sizes),
+            "bits_per_token": self.bits_per_token,
+            "bits_per_second": self.bits_per_second,
+            "hop_length": self.hop_length,
+            "sample_rate": self.sample_rate,
+        }
+
+    def check_audio(self, x: torch.Tensor) -> None:
+        """Reject inputs the network would silently mangle."""
+        if x.ndim != 3 or x.shape[1] != self.channels or x.shape[-1] == 0:
+            raise ValueError(
+                f"expected audio [B, {self.channels}, T] at {self.sample_rate} Hz with T > 0, got shape "
+                f"{tuple(x.shape)}; use prepare() to resample and mix down"
+            )
+        check_finite(x, "audio")
+
+    def pad_to_hop(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad the end of ``x`` to a whole number of hops (silence, which every codec has seen)."""
+        return F.pad(x, (0, -x.shape[-1] % self.hop_length))
+
+    def trim(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        """Cut the decode of padded input back to the original length, when the tokens record it."""
+        length = tokens.meta.get("num_samples")
+        return decoded if length is None else decoded[..., : int(length)]
+
+    def prepare(
+        self,
+        media: tuple[torch.Tensor, int] | torch.Tensor,
+        *,
+        path: str | Path | None = None,
+        sample_rate: int | None = None,
+    ) -> torch.Tensor:
+        """``(wav [C, T], rate)`` as ``zoo.io`` reads it (or a tensor plus ``sample_rate``) -> ``[1, C', T']``.
+
+        Channels are averaged to mono (or mono duplicated) and the rate is converted to the model's.
+        """
+        from .io.audio import resample
+
+        if isinstance(media, tuple):
+            media, sample_rate = media
+        if sample_rate is None:
+            raise MediaError(path, "the audio's sample rate is needed to resample it")
+        wav = media if media.ndim == 2 else media.reshape(1, -1)
+        if wav.ndim != 2 or wav.shape[-1] == 0:
+            raise MediaError(path, f"expected audio [C, T] with T > 0, got shape {tuple(media.shape)}")
+        if wav.shape[0] != self.channels:
+            if self.channels == 1:
+                wav = wav.mean(0, keepdim=True)
+            elif wav.shape[0] == 1:
+                wav = wav.repeat(self.channels, 1)
+            else:
+                raise MediaError(path, f"cannot map {wav.shape[0]} channels onto {self.channels}")
+        return resample(wav.float(), int(sample_rate), self.sample_rate)[None]
+
+    def finish(self, decoded: torch.Tensor, tokens: Tokens) -> tuple[torch.Tensor, int]:
+        return decoded[0].clamp(-1, 1), self.sample_rate

@@ -2,6 +2,7 @@
 
 from .conv2d import Attention2d, ConvDecoder2d, ConvEncoder2d, Downsample2d, ResBlock2d, Upsample2d
 from .discriminators import (
+    CombinedDiscriminator,
     DiscriminatorOutput,
     MultiBandResolutionDiscriminator,
     MultiPeriodDiscriminator,
@@ -13,6 +14,7 @@ from .spectral import stft
 
 __all__ = [
     "Attention2d",
+    "CombinedDiscriminator",
     "ConvDecoder2d",
     "ConvEncoder2d",
     "DiscriminatorOutput",

@@ -563,3 +563,19 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         """``x``: audio ``[B, C, T]`` (or ``[B, T]``)."""
         x = _as_audio(x)
         return _gather(d(x) for d in self.discriminators)
+
+
+class CombinedDiscriminator(nn.Module):
+    """Several discriminators judged as one: their outputs are merged, so GAN and feature-matching losses
+    average over every sub-discriminator of every member (WavTokenizer's MPD + MRD + MS-STFT, DAC's
+    MPD + band MRD), and one optimizer trains them all.
+    """
+
+    def __init__(self, discriminators: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not discriminators:
+            raise ValueError("CombinedDiscriminator needs at least one discriminator")
+        self.discriminators = nn.ModuleList(discriminators)
+
+    def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
+        return DiscriminatorOutput.merge(*(d(x) for d in self.discriminators))

@@ -142,13 +142,11 @@ class KL16(ImageTokenizer):
         """
         self.check_images(x)
         z = self.quantizer(self._moments(x), sample=sample).quantized * self.scale_factor
-        return Tokens(
+        return self.make_tokens(
             latents=z,
             grid=tuple(z.shape[2:]),
             codebook_sizes=(),
             meta={"image_size": list(x.shape[-2:]), "scale_factor": self.scale_factor},
-            model=getattr(self, "source", self.arch),
-            revision=getattr(self, "revision", None),
         )
 
     @torch.no_grad()

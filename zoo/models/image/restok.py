@@ -658,13 +658,11 @@ class ResTok(ImageTokenizer):
         gives the level sizes (1, 1, 2, ...) so generators can split the sequence."""
         self.check_images(x)
         ids = self.quantizer.encode(self._encode(x)[0])
-        return Tokens(
+        return self.make_tokens(
             ids=ids,
             grid=(self.num_latent_tokens,),
             codebook_sizes=self.codebook_sizes,
             meta={"image_size": list(x.shape[-2:]), "levels": list(self.levels)},
-            model=getattr(self, "source", self.arch),
-            revision=getattr(self, "revision", None),
         )
 
     @torch.no_grad()

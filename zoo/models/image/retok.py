@@ -566,14 +566,12 @@ class ReTok(ImageTokenizer):
         self.check_images(x)
         n = self._check_length(self.num_tokens if num_tokens is None else num_tokens)
         ids = self.quantizer.encode(self._tokens(x)[1][..., :n])
-        return Tokens(
+        return self.make_tokens(
             ids=ids,
             grid=(n,),
             codebook_sizes=self.codebook_sizes,
             lengths=torch.full((len(ids),), n, dtype=torch.long, device=ids.device),
             meta={"image_size": list(x.shape[-2:]), "num_tokens": n},
-            model=getattr(self, "source", self.arch),
-            revision=getattr(self, "revision", None),
         )
 
     @torch.no_grad()

@@ -132,13 +132,11 @@ class VQ16(ImageTokenizer):
         """Images ``[B, 3, H, W]`` in ``[0, 1]`` -> ids ``[B, H/16, W/16]``."""
         self.check_images(x)
         ids = self.quantizer.encode(self._latents(x))
-        return Tokens(
+        return self.make_tokens(
             ids=ids,
             grid=tuple(ids.shape[1:]),
             codebook_sizes=self.codebook_sizes,
             meta={"image_size": list(x.shape[-2:])},
-            model=getattr(self, "source", self.arch),
-            revision=getattr(self, "revision", None),
         )
 
     @torch.no_grad()

@@ -1,0 +1,181 @@
+"""WavTokenizer: sizes and rates, real-speech round trips, batching, gradients, training, save/load, Hub and
+the upstream converter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizer_checks import assert_round_trips, random_state_dict
+from wavtokenizer_layout import inference_parameter_count, wavtokenizer_shapes
+
+import zoo
+from zoo.errors import CheckpointError
+from zoo.hub import load_weights
+from zoo.io.audio import read_audio
+from zoo.losses import MultiResolutionMelLoss
+from zoo.models.audio.wavtokenizer import convert_wavtokenizer
+
+# Generator parameters upstream uses at inference, counted from its code (encoder with weight_g/v,
+# VocosBackbone, ISTFTHead), which the layout in wavtokenizer_layout.py reproduces key for key.
+UPSTREAM_PARAMS = {"wavtokenizer_75": 71_750_146, "wavtokenizer_40": 72_111_714}
+RATIOS = {"wavtokenizer_75": (8, 5, 4, 2), "wavtokenizer_40": (6, 5, 5, 4)}
+# The tiny size in the upstream layout: no k-means flag differences matter to the converter.
+TINY_UPSTREAM = {"n_filters": 8, "latent_dim": 32, "dim": 64, "intermediate_dim": 128, "num_layers": 2}
+
+
+@pytest.fixture
+def tiny() -> zoo.Tokenizer:
+    return zoo.create("wavtokenizer_tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def speech(shared_data) -> dict[str, tuple[torch.Tensor, int]]:
+    """Real speech at its stored rates: codec2's 8 kHz and pocketsphinx's 16 kHz recordings."""
+    return {
+        "8k": read_audio(shared_data / "audio/codec2/big_dog.wav"),
+        "16k": read_audio(shared_data / "audio/pocketsphinx/cards/002.wav"),
+    }
+
+
+@pytest.mark.parametrize("name", ["wavtokenizer_75", "wavtokenizer_40"])
+def test_paper_sizes_rates_and_upstream_parameter_count(name: str) -> None:
+    with torch.device("meta"):
+        model = zoo.create(name)
+    rate = {"wavtokenizer_75": 75, "wavtokenizer_40": 40}[name]
+    assert model.sample_rate == 24000 and model.hop_length == 24000 // rate
+    assert model.tokens_per_second == rate and model.bits_per_token == 12
+    assert model.bits_per_second == 12 * rate
+    assert model.codebook_sizes == (4096,) and tuple(model.quantizer.codebook.shape) == (4096, 512)
+    assert model.head.n_fft == 4 * model.hop_length
+    upstream = inference_parameter_count(wavtokenizer_shapes(RATIOS[name]))
+    assert upstream == UPSTREAM_PARAMS[name]
+    # Folding weight norm removes one gain per output channel of each encoder conv (2,704 in all).
+    assert model.num_parameters() == upstream - 2704
+    assert abs(model.num_parameters() / upstream - 1) < 0.02
+
+
+def test_real_speech_round_trip_at_any_rate_and_length(tiny, speech) -> None:
+    for wav, rate in speech.values():
+        x = tiny.prepare((wav, rate))
+        assert x.shape == (1, 1, round(wav.shape[-1] * 24000 / rate))
+        tokens = tiny.encode(x)
+        assert tokens.ids.shape == (1, -(-x.shape[-1] // tiny.hop_length))
+        out = tiny.decode(tokens)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        wav_out, out_rate = tiny.finish(out, tokens)
+        assert out_rate == 24000 and wav_out.shape == x.shape[1:]
+    stereo = torch.stack([speech["16k"][0][0], -speech["16k"][0][0]])
+    assert tiny.prepare((stereo, 16000)).abs().max() == 0  # channels are averaged
+    for length in (1, 31, 33, 1000):
+        x = torch.randn(1, 1, length) * 0.1
+        assert tiny.decode(tiny.encode(x)).shape == x.shape
+
+
+def test_batch_equals_single_items(tiny, speech) -> None:
+    x = tiny.prepare(speech["16k"])[..., :9600]
+    batch = torch.cat([x, x.flip(-1), 0.5 * x])
+    tokens = tiny.encode(batch)
+    singles = [tiny.encode(batch[i : i + 1]) for i in range(3)]
+    assert torch.equal(torch.cat([s.ids for s in singles]), tokens.ids)
+    decoded = tiny.decode(tokens)
+    for i, single in enumerate(singles):
+        torch.testing.assert_close(tiny.decode(single)[0], decoded[i], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(tiny(batch).recon, decoded, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_inputs_are_rejected(tiny) -> None:
+    with pytest.raises(ValueError, match=r"expected audio \[B, 1, T\]"):
+        tiny.encode(torch.zeros(1, 2, 100))
+    with pytest.raises(ValueError, match="NaN"):
+        tiny.encode(torch.full((1, 1, 64), float("nan")))
+    tokens = tiny.encode(torch.zeros(1, 1, 64))
+    tokens.ids[0, 0] = 64
+    with pytest.raises(ValueError, match="outside the codebook"):
+        tiny.decode(tokens)
+
+
+def test_every_parameter_gets_a_gradient(speech) -> None:
+    model = zoo.create("wavtokenizer_tiny").train()
+    x = model.prepare(speech["16k"])[..., :4800]
+    out = model(x.repeat(2, 1, 1))
+    loss = (out.recon - x).abs().mean() + sum(out.losses.values())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no gradient for {missing}"
+    assert set(out.losses) == {"vq/commit"} and bool(model.quantizer.initted)
+
+
+def test_training_steps_reduce_the_loss(speech, single_thread) -> None:
+    """Mel loss plus the quantizer's, with the trainer's default gradient clipping (1.0): the exp-magnitude
+    iSTFT head needs it, as upstream's training does, or early steps spike."""
+    model = zoo.create("wavtokenizer_tiny").train()
+    x = model.prepare(speech["8k"])[..., 4800 : 4800 + 4 * 6000].reshape(4, 1, 6000)
+    mel = MultiResolutionMelLoss(sample_rate=24000, window_lengths=(256, 1024), n_mels=(40, 80))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for step in range(60):
+        out = model.training_output(x, step)
+        loss = mel(out.recon, x) + sum(out.losses.values())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses
+
+
+def test_save_load_and_hub_round_trip(tmp_path, tiny, hub) -> None:
+    x = torch.randn(2, 1, 2000) * 0.1
+    assert_round_trips(tmp_path, tiny, x, repo_id="zoo-tests/wavtokenizer-tiny")
+
+
+def test_converter_loads_upstream_lightning_state_dict_strictly() -> None:
+    shapes = wavtokenizer_shapes((8, 5, 4, 2))
+    upstream = random_state_dict(shapes)
+    upstream["multiperioddisc.discriminators.0.convs.0.weight"] = torch.zeros(1)  # dropped: training only
+    upstream["melspec_loss.mel_spec.spectrogram.window"] = torch.zeros(1)
+    model = zoo.create("wavtokenizer_75")
+    converted = convert_wavtokenizer(upstream, model)
+    assert not any(k.startswith(("feature_extractor", "multiperiod", "melspec")) for k in converted)
+    load_weights(model, converted, "upstream WavTokenizer")
+    torch.testing.assert_close(
+        model.quantizer.codebook, upstream["feature_extractor.encodec.quantizer.vq.layers.0._codebook.embed"]
+    )
+
+
+def test_converter_folds_weight_norm_and_reports_foreign_layouts() -> None:
+    upstream = random_state_dict(wavtokenizer_shapes((4, 4, 2), codebook_size=64, **TINY_UPSTREAM))
+    model = zoo.create("wavtokenizer_tiny", lstm_layers=2)
+    load_weights(model, convert_wavtokenizer(upstream, model), "tiny upstream")
+    g = upstream["feature_extractor.encodec.encoder.model.0.conv.conv.weight_g"]
+    v = upstream["feature_extractor.encodec.encoder.model.0.conv.conv.weight_v"]
+    weight = model.encoder.model[0].conv.weight
+    torch.testing.assert_close(weight.flatten(1).norm(dim=1), g.flatten().abs())
+    torch.testing.assert_close(weight, g * v / v.flatten(1).norm(dim=1)[:, None, None])
+    upstream["backbone.extra.weight"] = torch.zeros(1)
+    del upstream["head.out.bias"]
+    with pytest.raises(CheckpointError, match="missing keys: head.out.bias.*unexpected keys: backbone.extra"):
+        load_weights(model, convert_wavtokenizer(upstream, model), "upstream")
+    del upstream["feature_extractor.encodec.encoder.model.0.conv.conv.weight_v"]
+    with pytest.raises(KeyError, match="weight_v"):
+        convert_wavtokenizer(upstream, model)
+
+
+def test_paper_recipe_discriminators_combine_into_one() -> None:
+    from zoo.nn import (
+        CombinedDiscriminator,
+        MultiPeriodDiscriminator,
+        MultiResolutionDiscriminator,
+        MultiScaleSTFTDiscriminator,
+    )
+
+    d = CombinedDiscriminator(
+        [
+            MultiPeriodDiscriminator(channels=(4, 8, 8, 8, 8), num_embeddings=4),
+            MultiResolutionDiscriminator(channels=8, num_embeddings=4),
+            MultiScaleSTFTDiscriminator(),
+        ]
+    )
+    out = d(torch.randn(2, 1, 4800) * 0.1)
+    assert len(out.logits) == len(out.features) == 5 + 3 + len(d.discriminators[2].discriminators)

@@ -1,0 +1,3 @@
+"""Audio tokenizers."""
+
+from . import wavtokenizer  # noqa: F401

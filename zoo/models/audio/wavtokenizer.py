@@ -1,0 +1,280 @@
+"""WavTokenizer: one 4096-code stream for 24 kHz audio at 40 or 75 tokens per second.
+
+Paper: "WavTokenizer: an Efficient Acoustic Discrete Codec Tokenizer for Audio Language Modeling",
+Ji et al., ICLR 2025, arXiv:2408.16532. Upstream: jishengpeng/WavTokenizer (MIT licence), configs
+``wavtokenizer_smalldata_frame{40,75}_3s_nq1_code4096_dim512_kmeans200_attn.yaml``.
+
+Structure: EnCodec's SEANet encoder (with a 2-layer skip-LSTM) -> one EMA vector quantizer with 4096
+codes of dimension 512 (k-means initialisation, dead-code restarts) -> Vocos ConvNeXt backbone with an
+attention stack in front -> inverse-STFT head with n_fft = 4 * hop.
+
+Differences from upstream, none of which change inference outputs:
+- weight normalisation of the encoder convs is folded into plain weights (upstream trains with it);
+- the EnCodec SEANet *decoder* that upstream instantiates but never calls is not built;
+- the iSTFT window is computed on the fly instead of being stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..._factory import build
+from ..._registry import PretrainedCfg, register_model, register_pretrained
+from ...nn.audio import ISTFTHead, SEANetEncoder, VocosBackbone
+from ...quantizers import VectorQuantizer
+from ...tokenizer import AudioTokenizer, TokenizerOutput
+from ...tokens import Tokens
+
+__all__: list[str] = ["WavTokenizer", "convert_wavtokenizer"]
+
+
+class WavTokenizer(AudioTokenizer):
+    """Single-codebook acoustic codec: ``[B, 1, T]`` at 24 kHz -> ids ``[B, ceil(T / hop)]``.
+
+    Args:
+        sample_rate: native rate; ``prepare`` resamples everything else to it.
+        ratios: SEANet downsampling ratios (decoder order); their product is the hop: ``(8, 5, 4, 2)``
+            gives 320 (75 tokens/s), ``(6, 5, 5, 4)`` gives 600 (40 tokens/s).
+        n_filters, lstm_layers: SEANet width and its final skip-LSTM depth.
+        latent_dim: encoder output and code dimension (512; no projection around the quantizer).
+        codebook_size: number of codes.
+        commitment_weight: weight of the commitment MSE; the paper's 1000 is applied here, so recipes
+            add the quantizer losses unweighted.
+        kmeans_iters: Lloyd steps of the first-batch k-means initialisation (upstream: 200).
+        restart_threshold: EMA hit count below which a code is moved onto an encoder output (EnCodec: 2).
+        dim, intermediate_dim, num_layers: Vocos backbone width, MLP width and ConvNeXt depth.
+        adanorm_num_embeddings: condition ids of the adaptive LayerNorms (upstream keeps 4, uses id 0).
+        attention: build the attention stack before the ConvNeXt blocks.
+        norm_groups: GroupNorm groups in that stack.
+        dropout: dropout in that stack's ResNet blocks.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 24000,
+        ratios: tuple[int, ...] = (8, 5, 4, 2),
+        n_filters: int = 32,
+        lstm_layers: int = 2,
+        latent_dim: int = 512,
+        codebook_size: int = 4096,
+        commitment_weight: float = 1000.0,
+        ema_decay: float = 0.99,
+        kmeans_iters: int = 200,
+        restart_threshold: float = 2.0,
+        dim: int = 768,
+        intermediate_dim: int = 2304,
+        num_layers: int = 12,
+        adanorm_num_embeddings: int | None = 4,
+        attention: bool = True,
+        norm_groups: int = 32,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.channels = 1
+        self.encoder = SEANetEncoder(
+            channels=1,
+            dimension=latent_dim,
+            n_filters=n_filters,
+            ratios=tuple(ratios),
+            lstm_layers=lstm_layers,
+        )
+        self.hop_length = self.encoder.hop_length
+        self.quantizer = VectorQuantizer(
+            latent_dim,
+            codebook_size,
+            commitment_weight=commitment_weight,
+            ema_decay=ema_decay,
+            kmeans_init=True,
+            kmeans_iters=kmeans_iters,
+            restart_threshold=restart_threshold,
+        )
+        self.backbone = VocosBackbone(
+            latent_dim,
+            dim,
+            intermediate_dim,
+            num_layers,
+            adanorm_num_embeddings=adanorm_num_embeddings,
+            attention=attention,
+            dropout=dropout,
+            norm_groups=norm_groups,
+        )
+        self.head = ISTFTHead(dim, 4 * self.hop_length, self.hop_length)
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return (self.quantizer.codebook_size,)
+
+    def last_layer(self) -> torch.Tensor:
+        return self.head.out.weight
+
+    # ------------------------------------------------------------------ pieces
+    def _reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(codes))[:, None]
+
+    # ------------------------------------------------------------------ API
+    def forward(self, x: torch.Tensor) -> TokenizerOutput:
+        """Reconstruct ``x`` ([B, 1, T] at 24 kHz) through the quantizer; the output has ``T`` samples."""
+        self.check_audio(x)
+        q = self.quantizer(self.encoder(self.pad_to_hop(x)))
+        recon = self._reconstruct(q.quantized)[..., : x.shape[-1]]
+        return TokenizerOutput(recon=recon, ids=q.ids, losses=q.losses, stats=q.stats)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> Tokens:
+        """Audio ``[B, 1, T]`` at ``sample_rate`` -> ids ``[B, ceil(T / hop)]`` (the end is zero-padded)."""
+        self.check_audio(x)
+        ids = self.quantizer.encode(self.encoder(self.pad_to_hop(x)))
+        return self.make_tokens(
+            ids=ids,
+            grid=tuple(ids.shape[1:]),
+            codebook_sizes=self.codebook_sizes,
+            meta={"num_samples": int(x.shape[-1]), "sample_rate": self.sample_rate},
+        )
+
+    @torch.no_grad()
+    def decode(self, tokens: Tokens) -> torch.Tensor:
+        """Ids -> audio ``[B, 1, T]``: the encoded clip's length when ``tokens`` records it, else ``frames * hop``."""
+        if tokens.ids is None or tokens.codebook_sizes != self.codebook_sizes or len(tokens.grid) != 1:
+            raise ValueError(
+                f"WavTokenizer decodes one 1-D stream of ids over {self.codebook_sizes[0]} codes; got grid "
+                f"{tokens.grid} with codebooks {tokens.codebook_sizes}"
+            )
+        ids = tokens.ids.to(self.device)
+        if bool(((ids < 0) | (ids >= self.quantizer.codebook_size)).any()):
+            raise ValueError("ids outside the codebook (padding -1 cannot be decoded)")
+        codes = self.quantizer.lookup(ids).to(self.head.out.weight.dtype)
+        return self.trim(self._reconstruct(codes), tokens)
+
+
+# ---------------------------------------------------------------------------------------------- converter
+_KEEP = (
+    "feature_extractor.encodec.encoder.",
+    "feature_extractor.encodec.quantizer.",
+    "backbone.",
+    "head.out.",
+)
+_CODEBOOK = {
+    "inited": "initted",
+    "cluster_size": "cluster_size",
+    "embed": "codebook",
+    "embed_avg": "embed_sum",
+}
+
+
+def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``w = g * v / |v|`` with the norm over every axis but the first (``weight_norm(dim=0)``)."""
+    norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
+    return g * v / norm
+
+
+def convert_wavtokenizer(
+    state_dict: Mapping[str, torch.Tensor], model: WavTokenizer | None = None
+) -> dict[str, torch.Tensor]:
+    """Map an upstream Lightning checkpoint's ``state_dict`` onto `WavTokenizer`.
+
+    Kept: the SEANet encoder (weight norm folded), the first quantizer layer's codebook buffers, the
+    backbone and the head's linear layer. Dropped: the never-used SEANet decoder, the discriminators,
+    loss modules and the stored iSTFT window. Keys are otherwise renamed one to one, so strict loading
+    reports anything unexpected.
+    """
+    state = {k.removeprefix("state_dict.").removeprefix("module."): v for k, v in state_dict.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not key.startswith(_KEEP):
+            continue
+        if key.startswith("feature_extractor.encodec.quantizer."):
+            match = re.fullmatch(
+                r"feature_extractor\.encodec\.quantizer\.vq\.layers\.0\._codebook\.(\w+)", key
+            )
+            if match is None or match[1] not in _CODEBOOK:
+                out[key] = value  # another quantizer layer: left for strict loading to report
+                continue
+            name = _CODEBOOK[match[1]]
+            out[f"quantizer.{name}"] = value.reshape(()).bool() if name == "initted" else value
+            continue
+        if key.startswith("feature_extractor.encodec.encoder."):
+            key = "encoder." + key.removeprefix("feature_extractor.encodec.encoder.").replace(
+                ".conv.conv.", ".conv."
+            )
+            if key.endswith(".weight_v"):
+                continue
+            if key.endswith(".weight_g"):
+                stem = key.removesuffix(".weight_g")
+                out[f"{stem}.weight"] = _fold_weight_norm(value, _find_weight_v(state, stem))
+                continue
+        out[key] = value
+    return out
+
+
+def _find_weight_v(state: Mapping[str, torch.Tensor], stem: str) -> torch.Tensor:
+    """The upstream ``weight_v`` that pairs with our converted conv ``stem`` (``encoder.model.{i}...conv``)."""
+    rest = stem.removeprefix("encoder.").removesuffix(".conv")
+    key = f"feature_extractor.encodec.encoder.{rest}.conv.conv.weight_v"
+    if key not in state:
+        raise KeyError(f"{key} (weight norm's direction) is missing")
+    return state[key]
+
+
+# ---------------------------------------------------------------------------------------------- registry
+_PAPER_75: dict[str, Any] = {"ratios": (8, 5, 4, 2)}
+_PAPER_40: dict[str, Any] = {"ratios": (6, 5, 5, 4)}
+_TINY: dict[str, Any] = {
+    "ratios": (4, 4, 2),
+    "n_filters": 8,
+    "lstm_layers": 1,
+    "latent_dim": 32,
+    "codebook_size": 64,
+    "commitment_weight": 1.0,
+    "kmeans_iters": 10,
+    "restart_threshold": 0.1,
+    "dim": 64,
+    "intermediate_dim": 128,
+    "num_layers": 2,
+    "norm_groups": 8,
+    "dropout": 0.0,
+}
+
+
+@register_model(modality="audio", family="wavtokenizer")
+def wavtokenizer_75(**kwargs: Any) -> WavTokenizer:
+    """WavTokenizer-small at 75 tokens/s: 24 kHz, hop 320, one codebook of 4096 (900 bits/s)."""
+    return build(WavTokenizer, "wavtokenizer_75", _PAPER_75, kwargs)
+
+
+@register_model(modality="audio", family="wavtokenizer")
+def wavtokenizer_40(**kwargs: Any) -> WavTokenizer:
+    """WavTokenizer-small at 40 tokens/s: 24 kHz, hop 600, one codebook of 4096 (480 bits/s)."""
+    return build(WavTokenizer, "wavtokenizer_40", _PAPER_40, kwargs)
+
+
+@register_model(modality="audio", family="wavtokenizer", size="tiny")
+def wavtokenizer_tiny(**kwargs: Any) -> WavTokenizer:
+    """A small WavTokenizer for CPU tests: 24 kHz, hop 32 (750 tokens/s) over 64 codes of dimension 32."""
+    return build(WavTokenizer, "wavtokenizer_tiny", _TINY, kwargs)
+
+
+_UPSTREAM = "https://github.com/jishengpeng/WavTokenizer"
+for _name, _file, _rate, _what in (
+    ("wavtokenizer_75.small_libritts", "WavTokenizer_small_320_24k_4096.ckpt", 75, "LibriTTS"),
+    ("wavtokenizer_40.small_libritts", "WavTokenizer_small_600_24k_4096.ckpt", 40, "LibriTTS"),
+):
+    register_pretrained(
+        _name,
+        PretrainedCfg(
+            hf_hub_id="novateur/WavTokenizer",
+            filename=_file,
+            converter="convert_wavtokenizer",
+            checkpoint_key="state_dict",
+            license="mit",
+            paper="arXiv:2408.16532",
+            upstream=_UPSTREAM,
+            description=f"WavTokenizer-small at {_rate} tokens/s trained on {_what} (Lightning checkpoint).",
+            metrics={"UTMOS (LibriTTS test-clean)": 4.05 if _rate == 75 else 3.60},
+        ),
+    )
