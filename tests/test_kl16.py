@@ -14,7 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mar_layout import mar_kl_shapes
-from tokenizer_checks import assert_round_trips, assert_training_reduces_loss, random_state_dict
+from tokenizer_checks import (
+    assert_batch_equals_single_items,
+    assert_round_trips,
+    assert_training_reduces_loss,
+    random_state_dict,
+)
 
 import zoo
 from zoo.errors import CheckpointError
@@ -115,12 +120,7 @@ def test_latents_are_scaled_posterior_mean_or_sample(tiny, photos) -> None:
 
 
 def test_batch_equals_single_items(tiny, photos) -> None:
-    batch = tiny.encode(photos)
-    singles = [tiny.encode(photos[i : i + 1]) for i in range(len(photos))]
-    torch.testing.assert_close(torch.cat([s.latents for s in singles]), batch.latents, atol=1e-6, rtol=1e-5)
-    decoded = tiny.decode(batch)
-    for i, single in enumerate(singles):
-        torch.testing.assert_close(tiny.decode(single)[0], decoded[i], atol=1e-5, rtol=1e-5)
+    assert_batch_equals_single_items(tiny, photos)
 
 
 def test_bad_inputs_are_rejected(tiny) -> None:

@@ -20,7 +20,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from restok_layout import restok_shapes
-from tokenizer_checks import assert_round_trips, assert_training_reduces_loss, random_state_dict
+from tokenizer_checks import (
+    assert_batch_equals_single_items,
+    assert_round_trips,
+    assert_training_reduces_loss,
+    random_state_dict,
+)
 
 import zoo
 from zoo.errors import CheckpointError
@@ -151,12 +156,7 @@ def test_encode_decode_round_trip_on_photos(tiny, photos) -> None:
 
 
 def test_batch_equals_single_items(tiny, photos) -> None:
-    batch = tiny.encode(photos)
-    singles = [tiny.encode(photos[i : i + 1]) for i in range(len(photos))]
-    assert torch.equal(torch.cat([s.ids for s in singles]), batch.ids)
-    decoded = tiny.decode(batch)
-    for i, single in enumerate(singles):
-        torch.testing.assert_close(tiny.decode(single)[0], decoded[i], atol=1e-5, rtol=1e-5)
+    assert_batch_equals_single_items(tiny, photos)
 
 
 def test_bad_inputs_are_rejected(tiny) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizer_checks import assert_round_trips, random_state_dict
+from tokenizer_checks import assert_batch_equals_single_items, assert_round_trips, random_state_dict
 from wavtokenizer_layout import inference_parameter_count, wavtokenizer_shapes
 
 import zoo
@@ -74,14 +74,7 @@ def test_real_speech_round_trip_at_any_rate_and_length(tiny, speech) -> None:
 def test_batch_equals_single_items(tiny, speech) -> None:
     x = tiny.prepare(speech["16k"])[..., :9600]
     batch = torch.cat([x, x.flip(-1), 0.5 * x])
-    tokens = tiny.encode(batch)
-    singles = [tiny.encode(batch[i : i + 1]) for i in range(3)]
-    assert torch.equal(torch.cat([s.ids for s in singles]), tokens.ids)
-    decoded = tiny.decode(tokens)
-    for i, single in enumerate(singles):
-        torch.testing.assert_close(tiny.decode(single)[0], decoded[i], atol=1e-5, rtol=1e-5)
-    with torch.no_grad():
-        torch.testing.assert_close(tiny(batch).recon, decoded, atol=1e-5, rtol=1e-5)
+    assert_batch_equals_single_items(tiny, batch)
 
 
 def test_bad_inputs_are_rejected(tiny) -> None:

@@ -19,6 +19,21 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict
     return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
 
 
+def assert_batch_equals_single_items(tiny: zoo.Tokenizer, inputs: torch.Tensor) -> None:
+    """Encoding and decoding a batch gives each item what encoding it alone gives: ids exactly,
+    continuous latents and decodes to float tolerance."""
+    batch = tiny.encode(inputs)
+    singles = [tiny.encode(inputs[i : i + 1]) for i in range(len(inputs))]
+    if batch.ids is not None:
+        assert torch.equal(torch.cat([s.ids for s in singles]), batch.ids)
+    if batch.latents is not None:
+        latents = torch.cat([s.latents for s in singles])
+        torch.testing.assert_close(latents, batch.latents, atol=1e-6, rtol=1e-5)
+    decoded = tiny.decode(batch)
+    for i, single in enumerate(singles):
+        torch.testing.assert_close(tiny.decode(single)[0], decoded[i], atol=1e-5, rtol=1e-5)
+
+
 def assert_training_reduces_loss(
     model: zoo.Tokenizer,
     images: torch.Tensor,

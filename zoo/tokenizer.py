@@ -140,6 +140,31 @@ class Tokenizer(nn.Module):
             model=getattr(self, "source", self.arch), revision=getattr(self, "revision", None), **fields
         )
 
+    def decodable_ids(self, tokens: Tokens, grid_dims: int, *, allow_padding: bool = False) -> torch.Tensor:
+        """``tokens.ids`` on this model's device, after :meth:`check_token_layout` and :meth:`check_id_range`."""
+        self.check_token_layout(tokens, grid_dims)
+        return self.check_id_range(tokens.ids.to(self.device), allow_padding=allow_padding)
+
+    def check_token_layout(self, tokens: Tokens, grid_dims: int) -> None:
+        """Reject continuous tokens, other codebooks and a grid of the wrong rank before decoding."""
+        if (
+            tokens.ids is None
+            or tokens.codebook_sizes != self.codebook_sizes
+            or len(tokens.grid) != grid_dims
+        ):
+            raise ValueError(
+                f"{type(self).__name__} decodes a {grid_dims}-D grid of ids over {self.codebook_sizes[0]} codes; "
+                f"got grid {tokens.grid} with codebooks {tokens.codebook_sizes}"
+            )
+
+    def check_id_range(self, ids: torch.Tensor, *, allow_padding: bool = False) -> torch.Tensor:
+        """``ids`` unchanged if every one is a code (or -1 with ``allow_padding``); a ValueError otherwise."""
+        lowest = -1 if allow_padding else 0
+        if bool(((ids < lowest) | (ids >= self.codebook_sizes[0])).any()):
+            hint = "" if allow_padding else " (padding -1 cannot be decoded)"
+            raise ValueError(f"ids outside the codebook{hint}")
+        return ids
+
     def training_output(self, x: torch.Tensor, step: int) -> TokenizerOutput:
         """The training forward pass at iteration ``step``; models with phased or masked training
         (two-phase KARL, masked TFM) override this instead of copying the trainer."""

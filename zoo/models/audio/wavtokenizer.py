@@ -140,14 +140,7 @@ class WavTokenizer(AudioTokenizer):
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
         """Ids -> audio ``[B, 1, T]``: the encoded clip's length when ``tokens`` records it, else ``frames * hop``."""
-        if tokens.ids is None or tokens.codebook_sizes != self.codebook_sizes or len(tokens.grid) != 1:
-            raise ValueError(
-                f"WavTokenizer decodes one 1-D stream of ids over {self.codebook_sizes[0]} codes; got grid "
-                f"{tokens.grid} with codebooks {tokens.codebook_sizes}"
-            )
-        ids = tokens.ids.to(self.device)
-        if bool(((ids < 0) | (ids >= self.quantizer.codebook_size)).any()):
-            raise ValueError("ids outside the codebook (padding -1 cannot be decoded)")
+        ids = self.decodable_ids(tokens, 1)
         codes = self.quantizer.lookup(ids).to(self.head.out.weight.dtype)
         return self.trim(self._reconstruct(codes), tokens)
 

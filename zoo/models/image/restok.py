@@ -670,16 +670,9 @@ class ResTok(ImageTokenizer):
         """Ids ``[B, n]`` -> images ``[B, 3, R, R]`` (unclamped). ``n`` may be shorter than the full
         length, and ids of -1 mark dropped positions: both are filled with the learned mask token,
         which is how the model was trained to decode a coarser prefix."""
-        if tokens.ids is None or tokens.codebook_sizes != self.codebook_sizes or tokens.ids.ndim != 2:
-            raise ValueError(
-                f"ResTok decodes a 1-D sequence of ids over {self.codebook_sizes[0]} codes; got grid "
-                f"{tokens.grid} with codebooks {tokens.codebook_sizes}"
-            )
-        ids = tokens.ids.to(self.device)
+        ids = self.decodable_ids(tokens, 1, allow_padding=True)
         if ids.shape[1] > self.num_latent_tokens:
             raise ValueError(f"{ids.shape[1]} ids, but the model has {self.num_latent_tokens} latent tokens")
-        if bool((ids >= self.quantizer.codebook_size).any() | (ids < -1).any()):
-            raise ValueError("ids outside the codebook")
         ids = F.pad(ids, (0, self.num_latent_tokens - ids.shape[1]), value=-1)
         codes = self.quantizer.lookup(ids).to(self.encoder.ln_post.weight.dtype)
         return self._decode(codes, ids >= 0)[0]

@@ -142,14 +142,7 @@ class VQ16(ImageTokenizer):
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
         """Ids -> images ``[B, 3, 16h, 16w]`` in ``[0, 1]`` (unclamped, as the network outputs them)."""
-        if tokens.ids is None or tokens.codebook_sizes != self.codebook_sizes or len(tokens.grid) != 2:
-            raise ValueError(
-                f"VQ16 decodes one 2-D grid of ids over {self.codebook_sizes[0]} codes; got grid {tokens.grid} "
-                f"with codebooks {tokens.codebook_sizes}"
-            )
-        ids = tokens.ids.to(self.device)
-        if bool(((ids < 0) | (ids >= self.quantizer.codebook_size)).any()):
-            raise ValueError("ids outside the codebook (padding -1 cannot be decoded)")
+        ids = self.decodable_ids(tokens, 2)
         return self._reconstruct(self.quantizer.lookup(ids).to(self.post_quant_conv.weight.dtype))
 
 
