@@ -139,3 +139,35 @@ def test_console_script_entry_point(published, photo_dir, tmp_path, hub) -> None
     )
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "t").glob("*.tokens.safetensors"))) == 5
+
+
+def test_eeg_encode_picks_channels_and_decode_restores_the_recording(shared_data, tmp_path, capsys) -> None:
+    """`zoo encode --channels` on real EEG of another rate and montage; a file with a saturated status
+    channel is reported by channel name; `zoo decode` writes the recording back with its names and units."""
+    from zoo.io import read_eeg
+
+    model_dir = tmp_path / "biocodec"
+    zoo.create("biocodec_tiny").eval().save_pretrained(model_dir)
+    edf = shared_data / "eeg/mne_testing/EDF/test_edf_overlapping_annotations.edf"
+    bdf = shared_data / "eeg/eeglab/test.bdf"
+    tokens_dir, out_dir = tmp_path / "tokens", tmp_path / "out"
+    code = main(["encode", str(model_dir), str(edf), str(bdf), "-o", str(tokens_dir)])
+    err = capsys.readouterr().err
+    assert code == 1 and "test.bdf" in err and "Status: clipped" in err
+    channels = ["Cz..", "Fc3.", "Pz.."]
+    assert (
+        main(["encode", str(model_dir), str(edf), "--channels", ",".join(channels), "-o", str(tokens_dir)])
+        == 0
+    )
+    tokens = Tokens.load(tokens_dir / "test_edf_overlapping_annotations.tokens.safetensors")
+    assert tokens.grid[0] == 3 and tokens.meta["channel_names"] == channels
+    assert set(tokens.side) == {"offset", "gain"}
+    assert main(["decode", str(model_dir), str(tokens_dir), "-o", str(out_dir)]) == 0
+    decoded = read_eeg(out_dir / "test_edf_overlapping_annotations.npz")
+    source = read_eeg(edf).pick(channels).resample(250.0)
+    assert decoded.channel_names == channels and decoded.sample_rate == 250.0
+    assert decoded.data.shape == source.data.shape
+    # an untrained codec, but the per-channel offset and gain put the output in the recording's units
+    torch.testing.assert_close(
+        decoded.data.mean(1), source.data.mean(1), atol=float(source.data.std()), rtol=0
+    )

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from mar_layout import mar_kl_shapes
 from tokenizer_checks import (
     assert_batch_equals_single_items,
+    assert_every_parameter_has_a_gradient,
     assert_round_trips,
     assert_training_reduces_loss,
     random_state_dict,
@@ -138,8 +139,7 @@ def test_every_parameter_gets_a_gradient(photos) -> None:
     assert set(out.losses) == {"vq/kl"} and out.losses["vq/kl"] > 0
     loss = F.l1_loss(out.recon, photos) + sum(out.losses.values())
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no gradient for {missing}"
+    assert_every_parameter_has_a_gradient(model)
     assert model.last_layer() is model.decoder.conv_out.weight
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from restok_layout import restok_shapes
 from tokenizer_checks import (
     assert_batch_equals_single_items,
+    assert_every_parameter_has_a_gradient,
     assert_round_trips,
     assert_training_reduces_loss,
     random_state_dict,
@@ -183,8 +184,7 @@ def test_every_parameter_gets_a_gradient_with_a_teacher(photos, teacher_file) ->
     assert out.stats["kept_tokens"] < 16
     loss = F.mse_loss(out.recon, photos) + sum(out.losses.values())
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no gradient for {missing}"
+    assert_every_parameter_has_a_gradient(model)
     assert all(p.requires_grad for p in model.parameters())
     # the frozen teacher is neither trained nor saved
     assert not any("teacher" in k for k in model.state_dict())

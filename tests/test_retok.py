@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from retok_layout import retok_shapes
-from tokenizer_checks import assert_round_trips, assert_training_reduces_loss, random_state_dict
+from tokenizer_checks import (
+    assert_every_parameter_has_a_gradient,
+    assert_round_trips,
+    assert_training_reduces_loss,
+    random_state_dict,
+)
 
 import zoo
 from zoo.errors import CheckpointError
@@ -158,8 +163,7 @@ def test_every_parameter_gets_a_gradient_with_a_teacher(teacher_file, photos) ->
         out = model.training_output(photos, step=0)
         (F.l1_loss(out.recon, photos) + sum(out.losses.values())).backward()
     assert set(out.losses) == {"vq/commit", "vq/codebook", "feature/rec", "semantic/align"}
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no gradient for {missing}"
+    assert_every_parameter_has_a_gradient(model)
     # the teacher is frozen and outside the state dict
     assert not any(k.startswith("_semantic") for k in model.state_dict())
     assert not any(p.requires_grad for p in model._teacher().parameters())

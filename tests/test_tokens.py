@@ -109,3 +109,20 @@ def test_bad_token_files_name_the_file(tmp_path) -> None:
     with pytest.raises(MediaError, match="must end in"):
         _grid_tokens().save(tmp_path / "x.pt")
     assert not list(tmp_path.glob(".x.pt*")), "a failed save must not leave temporary files"
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_side_tensors_follow_the_batch_and_the_file(tmp_path, suffix) -> None:
+    gains = torch.rand(3, 4, dtype=torch.float64)
+    t = Tokens(ids=torch.randint(0, 16, (3, 2, 3)), grid=(2, 3), codebook_sizes=(16,), side={"gain": gains})
+    assert torch.equal(t[1].side["gain"], gains[1:2]) and torch.equal(t[1:].side["gain"], gains[1:])
+    assert Tokens.cat([t[0], t[1:]]).equal(t)
+    loaded = Tokens.load(t.save(tmp_path / f"t{suffix}"))
+    assert loaded.equal(t) and loaded.side["gain"].dtype == torch.float64
+    assert not loaded.equal(Tokens(ids=t.ids, grid=(2, 3), codebook_sizes=(16,)))
+    with pytest.raises(ValueError, match="batch first"):
+        Tokens(ids=t.ids, grid=(2, 3), codebook_sizes=(16,), side={"gain": torch.zeros(2, 4)})
+    with pytest.raises(ValueError, match="identifier"):
+        Tokens(ids=t.ids, grid=(2, 3), codebook_sizes=(16,), side={"ids": gains})
+    with pytest.raises(ValueError, match="cannot concatenate"):
+        Tokens.cat([t, Tokens(ids=t.ids, grid=(2, 3), codebook_sizes=(16,))])

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from llamagen_layout import llamagen_vq_shapes
 from tokenizer_checks import (
     assert_batch_equals_single_items,
+    assert_every_parameter_has_a_gradient,
     assert_round_trips,
     assert_training_reduces_loss,
     random_state_dict,
@@ -68,8 +69,7 @@ def test_every_parameter_gets_a_gradient(photos) -> None:
     out = model(photos)
     loss = F.l1_loss(out.recon, photos) + sum(out.losses.values())
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no gradient for {missing}"
+    assert_every_parameter_has_a_gradient(model)
     assert set(out.losses) == {"vq/codebook", "vq/commit"}
     assert 0 < out.stats["usage"] <= 1
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizer_checks import assert_batch_equals_single_items, assert_round_trips, random_state_dict
+from tokenizer_checks import (
+    assert_batch_equals_single_items,
+    assert_every_parameter_has_a_gradient,
+    assert_round_trips,
+    random_state_dict,
+)
 from wavtokenizer_layout import inference_parameter_count, wavtokenizer_shapes
 
 import zoo
@@ -94,8 +99,7 @@ def test_every_parameter_gets_a_gradient(speech) -> None:
     out = model(x.repeat(2, 1, 1))
     loss = (out.recon - x).abs().mean() + sum(out.losses.values())
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no gradient for {missing}"
+    assert_every_parameter_has_a_gradient(model)
     assert set(out.losses) == {"vq/commit"} and bool(model.quantizer.initted)
 
 

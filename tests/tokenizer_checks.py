@@ -19,6 +19,12 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict
     return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
 
 
+def assert_every_parameter_has_a_gradient(model: torch.nn.Module) -> None:
+    """After a backward pass, every parameter has a finite gradient: nothing is disconnected by accident."""
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no gradient for {missing}"
+
+
 def assert_batch_equals_single_items(tiny: zoo.Tokenizer, inputs: torch.Tensor) -> None:
     """Encoding and decoding a batch gives each item what encoding it alone gives: ids exactly,
     continuous latents and decodes to float tolerance."""

@@ -128,13 +128,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
         reader = {"mode": "RGB" if model.in_channels == 3 else "L"}
     else:
         reader = {}
+    if model.modality == "eeg" and args.channels:
+        options["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
     for path in _progress(files, "encode"):
         try:
             if not path.is_file():
                 raise ZooError(f"{path}: no such file")
-            x = model.prepare(read_media(path, modality=model.modality, **reader), path=path, **options)
+            media = read_media(path, modality=model.modality, **reader)
+            x = model.prepare(media, path=path, **options)
             with torch.inference_mode():
                 tokens = model.encode(x.to(model.device))
+            tokens.meta.update(model.media_meta(media, **options))
             tokens.meta["source_file"] = path.name
             tokens.save(out / _output_name(path, used, TOKEN_SUFFIX))
             done += 1
@@ -255,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="image size after resize + centre crop (default: the model's), or 'native'",
             )
+            p.add_argument("--channels", help="EEG: comma-separated channel names to keep, in that order")
         else:
             p.add_argument("--suffix", help="output file suffix (default by modality, e.g. .png)")
         p.set_defaults(func=func)

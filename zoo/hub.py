@@ -317,13 +317,62 @@ def _load_registered(name: str, revision: str | None, **dl: Any) -> tuple[Tokeni
     return model, full, commit
 
 
+SHARD_INDEX_SUFFIX = ".safetensors.index.json"
+
+
+def read_shard_index(path: Path) -> list[str]:
+    """The shard files a ``*.safetensors.index.json`` lists in its ``weight_map``, in first-use order."""
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{path}: not a safetensors shard index (no 'weight_map')")
+    shards = list(dict.fromkeys(weight_map.values()))
+    bad = [s for s in shards if not isinstance(s, str) or not s.endswith(".safetensors") or ".." in s]
+    if bad:
+        raise CheckpointError(f"{path}: weight_map names files that are not safetensors shards: {bad[:3]}")
+    return shards
+
+
+def _read_sharded(
+    repo_id: str, filename: str, index: _Fetched, source: str, **dl: Any
+) -> dict[str, torch.Tensor]:
+    """Download every shard an index lists (pinned to the index's commit, beside the index in the repo)
+    and merge their tensors; each key the index maps must be in a shard, and no key in two."""
+    shards = read_shard_index(index.path)
+    weight_map = json.loads(index.path.read_text(encoding="utf-8"))["weight_map"]
+    folder = filename.rpartition("/")[0]
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        try:
+            path = download(
+                repo_id, f"{folder}/{shard}" if folder else shard, revision=index.commit, **dl
+            ).path
+        except HubError as exc:
+            raise HubError(f"shard {shard!r} listed in {source} could not be fetched: {exc}") from exc
+        part = read_state_dict(path)
+        repeated = sorted(set(part) & set(state))
+        if repeated:
+            raise CheckpointError(f"{source}: shard {shard} repeats keys {repeated[:5]}")
+        state.update(part)
+    unplaced = sorted(k for k in weight_map if k not in state)
+    if unplaced:
+        raise CheckpointError(f"{source}: keys the index lists are in none of its shards: {unplaced[:5]}")
+    return state
+
+
 def _load_upstream(full: str, cfg: PretrainedCfg, **dl: Any) -> tuple[Tokenizer, str, str | None]:
     """Build the registered architecture and load an upstream checkpoint through its converter."""
     arch, _ = split_model_name_tag(full)
     entry = get_entry(arch)
     fetched = download(cfg.hf_hub_id, cfg.filename, revision=cfg.revision, **dl)
     source = f"{cfg.hf_hub_id}@{fetched.commit or cfg.revision or 'main'}/{cfg.filename}"
-    upstream = read_state_dict(fetched.path, cfg.checkpoint_key)
+    if cfg.filename.endswith(SHARD_INDEX_SUFFIX):
+        upstream = _read_sharded(cfg.hf_hub_id, cfg.filename, fetched, source, **dl)
+    else:
+        upstream = read_state_dict(fetched.path, cfg.checkpoint_key)
     model = entry.fn()
     module = __import__(entry.module, fromlist=[cfg.converter])
     converter = getattr(module, str(cfg.converter), None)

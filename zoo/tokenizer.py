@@ -30,6 +30,8 @@ class TokenizerOutput:
 
     ``losses`` uses stable keys (``rec/l1``, ``vq/commit``, ...) that recipes weight by name;
     ``stats`` holds detached diagnostics (codebook usage, perplexity) for logging.
+    ``target`` is what ``recon`` reconstructs when that is not the input itself (TFM-Tokenizer
+    reconstructs a magnitude spectrogram); ``None`` means the input.
     """
 
     recon: torch.Tensor
@@ -37,6 +39,7 @@ class TokenizerOutput:
     latents: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    target: torch.Tensor | None = None
 
 
 def _jsonable(value: Any) -> Any:
@@ -133,6 +136,11 @@ class Tokenizer(nn.Module):
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> Any:
         """Turn one decoded item (batch of one) back into media that ``zoo.io`` can write."""
         raise NotImplementedError
+
+    def media_meta(self, media: Any, **options: Any) -> dict[str, Any]:
+        """Facts about one input file, given the ``prepare`` options, that ``finish`` needs back and
+        ``encode`` cannot see (EEG channel names); ``zoo encode`` stores them in ``Tokens.meta``."""
+        return {}
 
     def make_tokens(self, **fields: Any) -> Tokens:
         """A ``Tokens`` stamped with this model's source and revision, so token files say what made them."""
@@ -388,3 +396,235 @@ class AudioTokenizer(Tokenizer):
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> tuple[torch.Tensor, int]:
         return decoded[0].clamp(-1, 1), self.sample_rate
+
+
+class EEGTokenizer(Tokenizer):
+    """EEG tokenizers: channel-agnostic models that tokenize every channel of every window on its own.
+
+    ``encode(x)`` takes a recording batch ``[B, C, T]`` at ``sample_rate`` in any unit (microvolts as
+    ``zoo.io.read_eeg`` returns them), normalises each channel (``normalisation``: "zscore" or
+    "percentile95"; the per-channel offset and gain travel in ``Tokens.side`` so decoding restores the
+    units), cuts it into windows of ``window_samples`` stepping by ``window_stride(overlap)``, and hands
+    ``[N, 1, window_samples]`` to the subclass's :meth:`encode_windows`. Ids are ``[B, (K,) C, W, F]``
+    with grid ``(channels, windows, frames)``. ``decode`` runs :meth:`decode_windows`, overlap-adds the
+    windows with linear cross-fades, trims to the recording's length and undoes the normalisation, so
+    ``decode(encode(x))`` has ``x``'s shape and units. ``forward`` (training) works on single windows
+    ``[B, 1, window_samples]`` that are already normalised, as ``EEGDataModule(per_channel=True)`` gives.
+
+    ``prepare`` maps a ``zoo.io.EEGRecording`` of any montage to the model: channels picked by name,
+    resampled to ``sample_rate``, and rejected with a message naming the file and channels when a channel
+    is flat, non-finite or clipped (saturated at its extreme value).
+    """
+
+    modality = "eeg"
+    sample_rate: float = 250.0
+    window_samples: int = 1250
+    hop_length: int = 12
+    normalisation: str = "zscore"
+    clip: float | None = None
+
+    # ------------------------------------------------------------------ subclass contract
+    @property
+    def frames_per_window(self) -> int:
+        """Token frames per window and channel (``F``)."""
+        return math.ceil(self.window_samples / self.hop_length)
+
+    def encode_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised single-channel windows ``[N, 1, window_samples]`` -> ids ``[N, F]`` or ``[N, K, F]``."""
+        raise NotImplementedError
+
+    def decode_windows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids from :meth:`encode_windows` -> normalised windows ``[N, 1, window_samples]``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ spec
+    @property
+    def tokens_per_second(self) -> float:
+        """Token positions per second of one channel (each carries one id per codebook)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bits_per_second(self) -> float:
+        """Bits per second of one channel."""
+        return self.tokens_per_second * self.bits_per_token
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "channels": "any",
+            "window_samples": self.window_samples,
+            "normalisation": self.normalisation,
+        }
+
+    def token_layout(self) -> dict[str, Any]:
+        return {
+            "frames_per_window": self.frames_per_window,
+            "tokens_per_window": self.frames_per_window * max(self.num_codebooks, 1),
+            "window_seconds": self.window_samples / self.sample_rate,
+            "tokens_per_second": self.tokens_per_second,
+            "codebook_sizes": list(self.codebook_sizes),
+            "bits_per_token": self.bits_per_token,
+            "bits_per_second": self.bits_per_second,
+            "per": "channel",
+            "sample_rate": self.sample_rate,
+        }
+
+    # ------------------------------------------------------------------ windows
+    def window_stride(self, overlap: float = 0.0) -> int:
+        """Samples between window starts for a fractional ``overlap`` in ``[0, 1)``."""
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+        return max(1, round(self.window_samples * (1.0 - overlap)))
+
+    def _window_count(self, length: int, stride: int) -> int:
+        return 1 + math.ceil(max(length - self.window_samples, 0) / stride)
+
+    def to_windows(self, x: torch.Tensor, stride: int) -> torch.Tensor:
+        """``[B, C, T]`` -> ``[B, C, W, window_samples]``, the end zero-padded to cover every sample."""
+        count = self._window_count(x.shape[-1], stride)
+        padded = F.pad(x, (0, (count - 1) * stride + self.window_samples - x.shape[-1]))
+        return padded.unfold(-1, self.window_samples, stride)
+
+    def from_windows(self, windows: torch.Tensor, stride: int, length: int) -> torch.Tensor:
+        """Overlap-add ``[B, C, W, L]`` with linear cross-fades over the overlaps -> ``[B, C, length]``.
+
+        Each window's weight ramps over the overlap at both ends and the sum is divided by the total
+        weight, so a sample covered by one window is that window's value exactly.
+        """
+        b, c, count, size = windows.shape
+        fade = size - stride
+        weight = torch.ones(size, dtype=windows.dtype, device=windows.device)
+        if fade > 0 and count > 1:
+            ramp = (torch.arange(size, dtype=windows.dtype, device=windows.device) + 0.5) / fade
+            weight = torch.minimum(weight, torch.minimum(ramp, ramp.flip(0)))
+        total = (count - 1) * stride + size
+        cols = (windows * weight).reshape(b * c, count, size).transpose(1, 2)
+        summed = F.fold(cols, (1, total), (1, size), stride=(1, stride))
+        norm = F.fold(weight[None, :, None].expand(1, size, count), (1, total), (1, size), stride=(1, stride))
+        return (summed / norm).reshape(b, c, total)[..., :length]
+
+    # ------------------------------------------------------------------ normalisation
+    def channel_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(offset, gain)`` ``[B, C]`` of ``x [B, C, T]`` for ``normalisation``."""
+        from .data.eeg import channel_statistics
+
+        return channel_statistics(x, self.normalisation)
+
+    def normalise(self, x: torch.Tensor, offset: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        out = (x - offset[..., None]) / gain[..., None]
+        return out if self.clip is None else out.clamp(-self.clip, self.clip)
+
+    # ------------------------------------------------------------------ API
+    def check_eeg(self, x: torch.Tensor) -> None:
+        if x.ndim != 3 or x.shape[-1] == 0 or x.shape[1] == 0:
+            raise ValueError(
+                f"expected EEG [B, C, T] at {self.sample_rate:g} Hz with C, T > 0, got shape {tuple(x.shape)}; "
+                "use prepare() to pick channels and resample a recording"
+            )
+        check_finite(x, "EEG")
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, *, overlap: float = 0.0) -> Tokens:
+        """Recordings ``[B, C, T]`` -> ids ``[B, (K,) C, W, F]`` (see the class docstring)."""
+        self.check_eeg(x)
+        b, c, length = x.shape
+        offset, gain = self.channel_statistics(x.float())
+        stride = self.window_stride(overlap)
+        windows = self.to_windows(self.normalise(x.float(), offset, gain), stride)
+        count = windows.shape[2]
+        ids = self.encode_windows(windows.reshape(-1, 1, self.window_samples).to(self.device))
+        frames = ids.shape[-1]
+        ids = ids.reshape(b, c, count, *ids.shape[1:])  # [B, C, W, (K,) F]
+        if ids.ndim == 5:
+            ids = ids.permute(0, 3, 1, 2, 4)
+        return self.make_tokens(
+            ids=ids.contiguous(),
+            grid=(c, count, frames),
+            codebook_sizes=self.codebook_sizes,
+            side={"offset": offset, "gain": gain},
+            meta={
+                "num_samples": length,
+                "sample_rate": self.sample_rate,
+                "window_samples": self.window_samples,
+                "window_stride": stride,
+            },
+        )
+
+    @torch.no_grad()
+    def decode(self, tokens: Tokens) -> torch.Tensor:
+        """Tokens from :meth:`encode` -> recordings ``[B, C, T]`` in the input's units."""
+        ids = self.decodable_ids(tokens, 3)
+        c, count, _ = tokens.grid
+        if ids.ndim == 5:
+            ids = ids.permute(0, 2, 3, 1, 4)  # [B, C, W, K, F]
+        b = ids.shape[0]
+        windows = self.decode_windows(ids.reshape(b * c * count, *ids.shape[3:]))
+        windows = windows.reshape(b, c, count, -1)[..., : self.window_samples].float()
+        stride = int(tokens.meta.get("window_stride", self.window_samples))
+        length = int(tokens.meta.get("num_samples", (count - 1) * stride + self.window_samples))
+        out = self.from_windows(windows, stride, length)
+        offset = tokens.side.get("offset", torch.zeros(b, c)).to(out)
+        gain = tokens.side.get("gain", torch.ones(b, c)).to(out)
+        return out * gain[..., None] + offset[..., None]
+
+    def prepare(
+        self,
+        media: Any,
+        *,
+        path: str | Path | None = None,
+        channels: list[str] | None = None,
+    ) -> torch.Tensor:
+        """An ``EEGRecording`` (any montage and rate) -> ``[1, C, T]`` at ``sample_rate``.
+
+        ``channels`` picks and orders channels by name. Flat, non-finite or clipped channels raise a
+        ``MediaError`` naming them; leave them out with ``channels``.
+        """
+        from .io.eeg import EEGRecording
+
+        if not isinstance(media, EEGRecording):
+            raise MediaError(path, f"expected an EEG recording, got {type(media).__name__}")
+        rec = media.pick(channels) if channels else media
+        path = path or rec.path
+        problems = bad_channels(rec.data, rec.channel_names)
+        if problems:
+            listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
+            raise MediaError(path, f"unusable channel(s) {listed}; pick the others with channels=[...]")
+        if rec.sample_rate != self.sample_rate:
+            rec = rec.resample(self.sample_rate)
+        return rec.data[None]
+
+    def media_meta(self, media: Any, *, channels: list[str] | None = None, **_: Any) -> dict[str, Any]:
+        return {"channel_names": list(channels or media.channel_names)}
+
+    def finish(self, decoded: torch.Tensor, tokens: Tokens) -> Any:
+        from .io.eeg import EEGRecording
+
+        names = tokens.meta.get("channel_names") or [f"ch{i}" for i in range(decoded.shape[1])]
+        return EEGRecording(
+            decoded[0].float().cpu(), float(tokens.meta.get("sample_rate", self.sample_rate)), names
+        )
+
+
+def bad_channels(
+    data: torch.Tensor, names: list[str], *, clip_fraction: float = 0.005, min_clipped: int = 5
+) -> dict[str, str]:
+    """Channels of ``data [C, T]`` that no tokenizer should see, with the reason: non-finite values,
+    a flat signal, or clipping. A clipped channel has flat tops: at least ``clip_fraction`` of its samples
+    (and ``min_clipped``) sit inside runs of three or more equal samples at its maximum or minimum, as a
+    saturated amplifier or a hard-limited export leaves (isolated extreme samples do not count)."""
+    problems: dict[str, str] = {}
+    for name, row in zip(names, data, strict=True):
+        finite = torch.isfinite(row)
+        if not bool(finite.all()):
+            problems[name] = f"{int((~finite).sum())} NaN or infinite samples"
+            continue
+        peak, trough = row.max(), row.min()
+        if peak == trough:
+            problems[name] = "flat (constant signal)"
+            continue
+        rail = (row == peak) | (row == trough)
+        held = int((rail[:-2] & rail[1:-1] & rail[2:]).sum())
+        if held >= max(min_clipped, clip_fraction * row.numel()):
+            problems[name] = f"clipped ({held} of {row.numel()} samples held at its extreme values)"
+    return problems

@@ -27,6 +27,7 @@ from .errors import MediaError
 
 FORMAT_VERSION = 1
 PAD_ID = -1
+_TENSOR_FIELDS = ("ids", "latents", "lengths")
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Tokens:
         lengths: valid number of positions per item (``[B]``) for variable-length tokenizers; positions
             past it are padding.
         meta: JSON-serialisable facts the decoder needs (input size, sample rate, levels, ...).
+        side: per-item tensors (batch first) the decoder needs besides ids and latents, such as the
+            per-channel gains an EEG tokenizer normalises away or a second token stream at another rate;
+            they are sliced, concatenated, moved and saved with the rest.
         model, revision: which model (registry name, repo id or path) and revision produced them.
     """
 
@@ -50,6 +54,7 @@ class Tokens:
     codebook_sizes: tuple[int, ...] = ()
     lengths: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    side: dict[str, torch.Tensor] = field(default_factory=dict)
     model: str | None = None
     revision: str | None = None
 
@@ -74,6 +79,16 @@ class Tokens:
             raise ValueError("ids and latents have different batch sizes")
         if self.lengths is not None and tuple(self.lengths.shape) != (len(self),):
             raise ValueError(f"lengths must have shape [{len(self)}], got {tuple(self.lengths.shape)}")
+        self.side = dict(self.side)
+        for name, value in self.side.items():
+            if not name.isidentifier() or name in _TENSOR_FIELDS:
+                raise ValueError(
+                    f"side tensor name {name!r} must be an identifier other than {_TENSOR_FIELDS}"
+                )
+            if value.ndim == 0 or len(value) != len(self):
+                raise ValueError(
+                    f"side tensor {name!r} has shape {tuple(value.shape)}; it must be batch first ({len(self)} items)"
+                )
 
     # ------------------------------------------------------------------ layout facts
     @property
@@ -120,7 +135,13 @@ class Tokens:
         """Select items, keeping the batch dimension (``tokens[2]`` is a batch of one)."""
         sel = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
         pick = lambda t: None if t is None else t[sel]
-        return replace(self, ids=pick(self.ids), latents=pick(self.latents), lengths=pick(self.lengths))
+        return replace(
+            self,
+            ids=pick(self.ids),
+            latents=pick(self.latents),
+            lengths=pick(self.lengths),
+            side={k: v[sel] for k, v in self.side.items()},
+        )
 
     @classmethod
     def cat(cls, items: Sequence[Tokens]) -> Tokens:
@@ -129,19 +150,30 @@ class Tokens:
             raise ValueError("nothing to concatenate")
         first = items[0]
         for other in items[1:]:
-            if (other.grid, other.codebook_sizes) != (first.grid, first.codebook_sizes):
+            if (other.grid, other.codebook_sizes, set(other.side)) != (
+                first.grid,
+                first.codebook_sizes,
+                set(first.side),
+            ):
                 raise ValueError(
-                    f"cannot concatenate tokens with layouts {first.grid}/{first.codebook_sizes} "
-                    f"and {other.grid}/{other.codebook_sizes}"
+                    f"cannot concatenate tokens with layouts {first.grid}/{first.codebook_sizes}/{sorted(first.side)} "
+                    f"and {other.grid}/{other.codebook_sizes}/{sorted(other.side)}"
                 )
         join = lambda name: (
             None if getattr(first, name) is None else torch.cat([getattr(t, name) for t in items])
         )
-        return replace(first, ids=join("ids"), latents=join("latents"), lengths=join("lengths"))
+        side = {k: torch.cat([t.side[k] for t in items]) for k in first.side}
+        return replace(first, ids=join("ids"), latents=join("latents"), lengths=join("lengths"), side=side)
 
     def to(self, device: torch.device | str) -> Tokens:
         move = lambda t: None if t is None else t.to(device)
-        return replace(self, ids=move(self.ids), latents=move(self.latents), lengths=move(self.lengths))
+        return replace(
+            self,
+            ids=move(self.ids),
+            latents=move(self.latents),
+            lengths=move(self.lengths),
+            side={k: v.to(device) for k, v in self.side.items()},
+        )
 
     def mask(self) -> torch.Tensor:
         """Boolean ``[B, num_positions]``: True where a position is valid (all True without lengths)."""
@@ -225,6 +257,7 @@ class Tokens:
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         named = {"ids": self.ids, "latents": self.latents, "lengths": self.lengths}
+        named.update({f"side.{k}": v for k, v in self.side.items()})
         return {k: v.detach().cpu().contiguous() for k, v in named.items() if v is not None}
 
     def save(self, path: str | Path) -> Path:
@@ -283,6 +316,7 @@ class Tokens:
                 ids=tensors.get("ids"),
                 latents=tensors.get("latents"),
                 lengths=tensors.get("lengths"),
+                side={k.removeprefix("side."): v for k, v in tensors.items() if k.startswith("side.")},
                 grid=tuple(header["grid"]),
                 codebook_sizes=tuple(header["codebook_sizes"]),
                 meta=header.get("meta") or {},
@@ -305,4 +339,6 @@ class Tokens:
             and same(self.ids, other.ids)
             and same(self.latents, other.latents)
             and same(self.lengths, other.lengths)
+            and set(self.side) == set(other.side)
+            and all(same(v, other.side[k]) for k, v in self.side.items())
         )

@@ -1,6 +1,6 @@
 """EEG windows and their DataModule: items are float32 [1, T] (one channel) or [C, T], batches [B, ., T].
 
-Recordings are read with `zoo.io.read_eeg` (EDF/BDF natively, `.npz`, other formats through MNE),
+Recordings are read with `zoo.io.read_eeg` (EDF/BDF/EEGLAB natively, `.npz`, other formats through MNE),
 resampled to one rate and normalised per channel per recording. A recording is decoded in full
 on first use and then kept: normalisation needs whole-recording statistics anyway, and the
 window index needs every recording's length.
@@ -28,8 +28,10 @@ from zoo.io.eeg import EEG_SUFFIXES
 
 __all__ = ["EEGDataModule", "EEGWindows"]
 
-NORMALISATIONS = ("zscore", "percentile95", "none")
-_NATIVE = frozenset({".edf", ".bdf", ".npz"})  # read without MNE; .npy is left out as it stores no rate
+NORMALISATIONS = ("zscore", "percentile95", "median_iqr", "none")
+_NATIVE = frozenset(
+    {".edf", ".bdf", ".set", ".npz"}
+)  # read without MNE; .npy is left out as it stores no rate
 _HEADERS = (".vhdr", ".ahdr")  # BrainVision headers whose data file may be called <stem>.eeg
 
 
@@ -73,25 +75,39 @@ def _recordings(
     return files, [f.as_posix() for f in files]
 
 
-def normalise_channels(x: torch.Tensor, how: str) -> torch.Tensor:
-    """Per-channel normalisation of [C, T]: "zscore", "percentile95" (x / p95(|x|), TFM-Tokenizer) or "none".
-
-    Flat channels (status lines, disconnected electrodes) are left at zero scale instead of
-    being divided by zero.
-    """
+def channel_statistics(x: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(offset, gain)`` of ``x [..., T]`` (shapes ``[...]``) for a normalisation:
+    "zscore" (mean, standard deviation), "percentile95" (0, 95th percentile of ``|x|``, TFM-Tokenizer),
+    "median_iqr" (median, interquartile range: BioCodec's robust scaling, which a few artefacts barely
+    move) or "none" (0, 1). Flat channels (status lines, disconnected electrodes) get gain 1 instead of a
+    division by zero."""
+    lead = x.shape[:-1]
     if how == "none":
-        return x
+        return x.new_zeros(lead), x.new_ones(lead)
     if how == "zscore":
         x64 = x.double()
-        mean = x64.mean(1, keepdim=True)
-        std = x64.std(1, keepdim=True) if x.shape[1] > 1 else torch.ones_like(mean)
+        mean = x64.mean(-1)
+        std = x64.std(-1) if x.shape[-1] > 1 else torch.ones_like(mean)
         std = torch.where(std > 1e-6, std, torch.ones_like(std))
-        return ((x64 - mean) / std).float()
+        return mean.to(x.dtype), std.to(x.dtype)
     if how == "percentile95":
-        scale = np.percentile(np.abs(x.numpy()), 95, axis=1, keepdims=True)
+        scale = np.percentile(np.abs(x.detach().cpu().numpy()), 95, axis=-1)
         scale = np.where(scale > 1e-6, scale, 1.0)
-        return x / torch.from_numpy(scale).to(x.dtype)
+        return x.new_zeros(lead), torch.as_tensor(scale, dtype=x.dtype, device=x.device).reshape(lead)
+    if how == "median_iqr":
+        q25, q50, q75 = np.percentile(x.detach().cpu().double().numpy(), [25, 50, 75], axis=-1)
+        iqr = np.where(q75 - q25 > 1e-6, q75 - q25, 1.0)
+        as_tensor = functools.partial(torch.as_tensor, dtype=x.dtype, device=x.device)
+        return as_tensor(q50).reshape(lead), as_tensor(iqr).reshape(lead)
     raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}, got {how!r}")
+
+
+def normalise_channels(x: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-channel normalisation of ``[C, T]`` with `channel_statistics`."""
+    offset, gain = channel_statistics(x, how)
+    if how == "zscore":  # in float64, as the statistics
+        return ((x.double() - offset.double()[:, None]) / gain.double()[:, None]).float()
+    return (x - offset[:, None]) / gain[:, None]
 
 
 @functools.lru_cache(maxsize=4)
@@ -114,6 +130,7 @@ class EEGWindows(Dataset):
     recordings by a hash of their path when there are several; a single recording is split in
     time instead, its last `val_fraction` (at least one window) going to "val"; "all" keeps
     everything. `.npy` and rate-less `.npz` files are taken to be at `sample_rate` already.
+    `clip` bounds the normalised values to ``[-clip, clip]`` (BioCodec trains on windows clipped at 10).
     """
 
     def __init__(
@@ -127,6 +144,7 @@ class EEGWindows(Dataset):
         channels: Sequence[str] | None = None,
         split: str = "all",
         val_fraction: float = 0.1,
+        clip: float | None = None,
     ) -> None:
         self.split = check_split(split)
         self.val_fraction = check_fraction(val_fraction)
@@ -144,6 +162,9 @@ class EEGWindows(Dataset):
                 f"at least one sample at {self.sample_rate:g} Hz"
             )
         self.per_channel, self.normalise = per_channel, normalise
+        if clip is not None and not float(clip) > 0:
+            raise ValueError(f"clip must be positive or None, got {clip!r}")
+        self.clip = None if clip is None else float(clip)
         self.channels = (
             None if channels is None else tuple([channels] if isinstance(channels, str) else channels)
         )
@@ -225,14 +246,15 @@ class EEGWindows(Dataset):
         w, c = divmod(local, per_window)
         start = lo + w * self.stride
         rows = slice(c, c + 1) if self.per_channel else slice(None)
-        return data[r][rows, start : start + self.window].clone()
+        window = data[r][rows, start : start + self.window]
+        return window.clone() if self.clip is None else window.clamp(-self.clip, self.clip)
 
 
 class EEGDataModule(ZooDataModule):
     """EEG batches [B, 1, T] (`per_channel`) or [B, C, T], T = round(window_seconds * sample_rate).
 
     Training windows step by `stride_seconds`; validation windows never overlap, so no stretch
-    of signal is scored twice.
+    of signal is scored twice. `clip` bounds normalised values (see `EEGWindows`).
     """
 
     def __init__(
@@ -249,6 +271,7 @@ class EEGDataModule(ZooDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         limit: int | None = None,
+        clip: float | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, limit)
         if normalise not in NORMALISATIONS:
@@ -257,6 +280,7 @@ class EEGDataModule(ZooDataModule):
         self.path, self.sample_rate, self.window_seconds = path, sample_rate, window_seconds
         self.stride_seconds, self.per_channel, self.normalise = stride_seconds, per_channel, normalise
         self.channels = channels
+        self.clip = clip
 
     def _build(self) -> tuple[Dataset, Dataset]:
         common: dict[str, Any] = {
@@ -266,6 +290,7 @@ class EEGDataModule(ZooDataModule):
             "normalise": self.normalise,
             "channels": self.channels,
             "val_fraction": self.val_fraction,
+            "clip": self.clip,
         }
         train = EEGWindows(self.path, stride_seconds=self.stride_seconds, split="train", **common)
         return train, EEGWindows(self.path, split="val", **common)

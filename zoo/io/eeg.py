@@ -1,11 +1,13 @@
-"""EEG reading and writing: EDF, EDF+, BDF, BDF+ natively, NumPy arrays, and other formats via MNE.
+"""EEG reading and writing: EDF, EDF+, BDF, BDF+ and EEGLAB .set natively, NumPy arrays, and other
+formats via MNE.
 
 EDF/BDF are read by a small reader written from the format specification rather than through MNE,
 so the core package needs no heavy dependency for the formats most public EEG corpora ship in,
 and so that damaged files fail with a message that says what is wrong (which header field, how
 many records are missing) instead of producing silently shortened or misscaled signals.
 
-Every recording is returned in microvolts, float32 [C, T].
+Every recording is returned in microvolts, float32 [C, T], with its events (EEGLAB ``EEG.event``,
+EDF+/BDF+ annotations) as sample indices, so stimulus-locked analyses need no second reader.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import torchaudio.functional as AF
 from zoo._atomic import atomic_path, atomic_write_bytes
 from zoo.errors import MediaError
 
-__all__ = ["EEG_SUFFIXES", "EEGRecording", "read_eeg", "write_eeg"]
+__all__ = ["EEG_SUFFIXES", "EEGEvent", "EEGRecording", "read_eeg", "write_eeg"]
 
 # Formats handed to MNE when it is installed (`pip install zoo[eeg]`).
 _MNE_SUFFIXES = frozenset(
-    {".fif", ".set", ".vhdr", ".ahdr", ".cnt", ".gdf", ".mff", ".nedf", ".eeg", ".egi", ".nxe", ".lay"}
+    {".fif", ".vhdr", ".ahdr", ".cnt", ".gdf", ".mff", ".nedf", ".eeg", ".egi", ".nxe", ".lay"}
 )
-EEG_SUFFIXES = frozenset({".edf", ".bdf", ".npy", ".npz"}) | _MNE_SUFFIXES
+# Formats read here without MNE.
+NATIVE_SUFFIXES = frozenset({".edf", ".bdf", ".set", ".npy", ".npz"})
+EEG_SUFFIXES = NATIVE_SUFFIXES | _MNE_SUFFIXES
 
 # Physical dimension (as written in the header, case-insensitive) -> factor to microvolts.
 # Channels in any other unit (Boolean status lines, accelerometer "G", ...) keep their own unit.
@@ -47,14 +51,29 @@ _MAX_RATIO_TERM = 1000
 # Recording
 
 
+@dataclass(frozen=True)
+class EEGEvent:
+    """A marked moment of a recording: ``onset`` and ``duration`` in samples of the recording it belongs to
+    (0-based), ``label`` the event type ("square", "T1", an EDF+ annotation text)."""
+
+    onset: int
+    label: str
+    duration: int = 0
+
+
 @dataclass
 class EEGRecording:
-    """A multichannel EEG signal: float32 [C, T] in microvolts, one sample rate for all channels."""
+    """A multichannel EEG signal: float32 [C, T] in microvolts, one sample rate for all channels.
+
+    ``events`` (``EEGEvent`` or ``(onset_sample, label)`` pairs) mark stimuli, responses and annotations;
+    ``pick`` keeps them and ``resample`` moves them to the new rate.
+    """
 
     data: torch.Tensor
     sample_rate: float
     channel_names: list[str]
     path: Path | None = field(default=None)
+    events: list[EEGEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, torch.Tensor):
@@ -73,6 +92,11 @@ class EEGRecording:
             )
         if self.path is not None:
             self.path = Path(self.path)
+        self.events = [e if isinstance(e, EEGEvent) else EEGEvent(int(e[0]), str(e[1])) for e in self.events]
+
+    def events_labelled(self, *labels: str) -> list[EEGEvent]:
+        """The events whose label is one of `labels`, in time order."""
+        return sorted((e for e in self.events if e.label in labels), key=lambda e: e.onset)
 
     @property
     def duration(self) -> float:
@@ -90,7 +114,9 @@ class EEGRecording:
                 self.path, f"no channel(s) {missing}; available: {', '.join(self.channel_names)}"
             )
         rows = [index[n] for n in names]
-        return EEGRecording(self.data[rows].clone(), self.sample_rate, list(names), self.path)
+        return EEGRecording(
+            self.data[rows].clone(), self.sample_rate, list(names), self.path, list(self.events)
+        )
 
     def resample(self, new_rate: float) -> EEGRecording:
         """Return the recording resampled to `new_rate` Hz with a band-limited sinc filter.
@@ -103,7 +129,9 @@ class EEGRecording:
         if not math.isfinite(new_rate) or new_rate <= 0:
             raise MediaError(self.path, f"cannot resample to {new_rate} Hz")
         if new_rate == self.sample_rate:
-            return EEGRecording(self.data.clone(), self.sample_rate, list(self.channel_names), self.path)
+            return EEGRecording(
+                self.data.clone(), self.sample_rate, list(self.channel_names), self.path, list(self.events)
+            )
         ratio = _small_fraction(Fraction(new_rate) / Fraction(self.sample_rate))
         achieved = self.sample_rate * ratio.numerator / ratio.denominator
         if not math.isclose(achieved, new_rate, rel_tol=1e-9):
@@ -115,7 +143,9 @@ class EEGRecording:
         else:
             achieved = new_rate
         out = AF.resample(self.data, ratio.denominator, ratio.numerator)
-        return EEGRecording(out.contiguous(), achieved, list(self.channel_names), self.path)
+        scale = achieved / self.sample_rate
+        events = [EEGEvent(round(e.onset * scale), e.label, round(e.duration * scale)) for e in self.events]
+        return EEGRecording(out.contiguous(), achieved, list(self.channel_names), self.path, events)
 
 
 def _small_fraction(r: Fraction) -> Fraction:
@@ -330,7 +360,55 @@ def _read_edf(path: Path, channel_names: list[str] | None) -> EEGRecording:
         physical *= _TO_MICROVOLTS.get(s.unit.lower(), 1.0)
         out[row] = physical
     _check_finite(out, path)
-    return EEGRecording(torch.from_numpy(out), n / record_seconds, [s.label for s in chosen], path)
+    annotation_signals = [s for s in signals if s.label in ("EDF Annotations", "BDF Annotations")]
+    raw_records = np.frombuffer(raw, dtype=np.uint8).reshape(n_records, record_bytes)
+    events = _edf_annotations(raw_records, annotation_signals, bytes_per_sample, n, record_seconds, path)
+    return EEGRecording(torch.from_numpy(out), n / record_seconds, [s.label for s in chosen], path, events)
+
+
+def _edf_annotations(
+    records: np.ndarray,
+    signals: list[_Signal],
+    bytes_per_sample: int,
+    samples_per_record: int,
+    record_seconds: float,
+    path: Path,
+) -> list[EEGEvent]:
+    """Events from the EDF+/BDF+ annotation signals' time-stamped annotation lists (TALs).
+
+    Each TAL is ``+onset[\x15duration]\x14text\x14...\x00``, onsets in seconds from the file's start
+    time. A record's first TAL carries no text: it is the record's own start time, which maps an onset
+    to a sample of that record (so discontinuous EDF+D files place events in the records they belong to).
+    """
+    rate = samples_per_record / record_seconds
+    events: list[EEGEvent] = []
+    skipped = 0
+    for r, record in enumerate(records):
+        record_start: float | None = None
+        for s in signals:
+            block = record[s.offset * bytes_per_sample : (s.offset + s.n) * bytes_per_sample].tobytes()
+            for tal in block.split(b"\x00"):
+                if not tal:
+                    continue
+                head, *texts = tal.split(b"\x14")
+                onset_text, _, duration_text = head.partition(b"\x15")
+                try:
+                    onset = float(onset_text)
+                    duration = float(duration_text) if duration_text else 0.0
+                except ValueError:
+                    skipped += 1
+                    continue
+                labels = [t.decode("utf-8", "replace").strip() for t in texts if t.strip()]
+                if not labels:
+                    if record_start is None:
+                        record_start = onset
+                    continue
+                start = record_start if record_start is not None else r * record_seconds
+                onset_sample = r * samples_per_record + round((onset - start) * rate)
+                events += [EEGEvent(onset_sample, label, round(duration * rate)) for label in labels]
+    if skipped:
+        warnings.warn(f"{path}: skipped {skipped} unreadable EDF+ annotation(s)", stacklevel=4)
+    return sorted(events, key=lambda e: e.onset)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,6 +491,137 @@ def _read_npz(path: Path, sample_rate: float | None, channel_names: list[str] | 
     return rec if sample_rate is None else rec.resample(sample_rate)
 
 
+# --------------------------------------------------------------------------------------------------
+# EEGLAB .set reader
+
+
+def _as_list(value: object) -> list:
+    """MATLAB struct arrays and cell arrays as a list (scipy squeezes a 1-element array to its element)."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return list(value.ravel()) if value.dtype == object else ([] if value.size == 0 else [value])
+    return [value]
+
+
+def _mat_text(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, np.ndarray) and value.size == 0:
+        return ""
+    number = float(np.asarray(value).ravel()[0])
+    return str(int(number)) if number == int(number) else str(number)
+
+
+def _mat_int(eeg: object, name: str, path: Path) -> int:
+    value = getattr(eeg, name, None)
+    try:
+        number = float(np.asarray(value).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        raise MediaError(path, f"EEG.{name} is missing or not a number ({value!r})") from None
+    if not math.isfinite(number) or number != int(number) or number <= 0:
+        raise MediaError(path, f"EEG.{name} must be a positive integer, got {number}")
+    return int(number)
+
+
+def _read_eeglab(path: Path, channel_names: list[str] | None) -> EEGRecording:
+    """Read an EEGLAB dataset saved as a MATLAB v5/v7 file: the samples inline in ``EEG.data`` or in the
+    float32 ``.fdt`` file it names (channels x samples, column-major, so the channels of a sample are
+    adjacent). EEGLAB keeps data in microvolts. Epoched data (``trials > 1``) is joined epoch after epoch,
+    as EEGLAB's own event latencies assume."""
+    from scipy.io import loadmat  # a core dependency, imported here to keep `import zoo` light
+
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if len(head) == 128 and head[124:126] in (b"\x00\x02", b"\x02\x00"):
+        raise MediaError(
+            path,
+            "is a MATLAB v7.3 (HDF5) .set file, which is not read natively; re-save it in EEGLAB as "
+            "version 7 (pop_saveset(EEG, 'version', '7')) or read it with MNE (pip install zoo[eeg])",
+        )
+    try:
+        mat = loadmat(path, squeeze_me=True, struct_as_record=False, appendmat=False)
+    except NotImplementedError as e:  # another HDF5 signature scipy spotted
+        raise MediaError(path, f"is a MATLAB v7.3 (HDF5) file, not read natively ({e})") from e
+    except Exception as e:  # scipy raises ValueError, TypeError, MatReadError... for broken files
+        raise MediaError(path, f"not a readable MATLAB .set file ({type(e).__name__}: {e})") from e
+    eeg = mat.get("EEG")
+    if eeg is None:  # EEGLAB can also save the struct's fields as top-level variables
+        if "srate" not in mat or "data" not in mat:
+            keys = sorted(k for k in mat if not k.startswith("__"))
+            raise MediaError(path, f"no EEG struct (and no top-level 'data' and 'srate'); variables: {keys}")
+        eeg = type("EEG", (), {k: v for k, v in mat.items() if not k.startswith("__")})()
+
+    n_channels = _mat_int(eeg, "nbchan", path)
+    n_samples = _mat_int(eeg, "pnts", path)
+    trials = _mat_int(eeg, "trials", path) if getattr(eeg, "trials", None) is not None else 1
+    try:
+        rate = float(np.asarray(eeg.srate).ravel()[0])
+    except (AttributeError, TypeError, ValueError, IndexError):
+        raise MediaError(path, "EEG.srate is missing or not a number") from None
+    expected = n_channels * n_samples * trials
+    stored = getattr(eeg, "data", None)
+    if isinstance(stored, str):
+        data = _read_fdt(path, stored, expected)
+    else:
+        array = np.asarray(stored)
+        if array.dtype.kind not in "biuf":
+            raise MediaError(path, f"EEG.data must be numbers or a .fdt file name, got {array.dtype}")
+        if array.size != expected:
+            raise MediaError(
+                path,
+                f"EEG.data holds {array.size} values, but nbchan x pnts x trials = {n_channels} x {n_samples} "
+                f"x {trials} = {expected}",
+            )
+        data = np.asarray(array, dtype=np.float32)
+    data = data.reshape(n_channels, n_samples * trials, order="F")
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    _check_finite(data, path)
+    if trials > 1:
+        warnings.warn(f"{path}: {trials} epochs of {n_samples} samples joined end to end", stacklevel=3)
+
+    chanlocs = _as_list(getattr(eeg, "chanlocs", None))
+    labels = [_mat_text(getattr(c, "labels", "")) for c in chanlocs]
+    if len(labels) != n_channels or not all(labels):
+        labels = [f"ch{i}" for i in range(n_channels)]
+
+    events = []
+    for e in _as_list(getattr(eeg, "event", None)):
+        try:
+            latency = float(np.asarray(e.latency).ravel()[0])
+        except (AttributeError, TypeError, ValueError, IndexError):
+            continue  # an event without a usable latency marks no sample
+        try:
+            duration = float(np.asarray(getattr(e, "duration", 0)).ravel()[0])
+        except (TypeError, ValueError, IndexError):  # absent or empty: an instant
+            duration = 0.0
+        duration = round(duration) if math.isfinite(duration) else 0
+        if math.isfinite(latency):  # latencies are 1-based sample positions, possibly fractional
+            events.append(EEGEvent(round(latency - 1), _mat_text(getattr(e, "type", "")), duration))
+    events.sort(key=lambda e: e.onset)
+    rec = EEGRecording(torch.from_numpy(data), rate, labels, path, events)
+    return rec.pick(channel_names) if channel_names is not None else rec
+
+
+def _read_fdt(path: Path, name: str, expected: int) -> np.ndarray:
+    """The float32 samples of the data file a .set names, looked up next to the .set file."""
+    candidates = [path.parent / Path(name).name, path.with_suffix(".fdt"), path.with_suffix(".FDT")]
+    fdt = next((c for c in candidates if c.is_file()), None)
+    if fdt is None:
+        raise MediaError(
+            path,
+            f"its samples are in {Path(name).name!r}, which is not next to it (looked for {candidates[0]})",
+        )
+    size = fdt.stat().st_size
+    if size != 4 * expected:
+        problem = "truncated" if size < 4 * expected else "longer than the header says"
+        raise MediaError(
+            path,
+            f"data file {fdt.name} is {problem}: {size} bytes, but {expected} float32 samples need {4 * expected}",
+        )
+    return np.fromfile(fdt, dtype="<f4")
+
+
 def _read_with_mne(path: Path, channel_names: list[str] | None) -> EEGRecording:
     try:
         mne = importlib.import_module("mne")
@@ -457,6 +666,8 @@ def read_eeg(
         return _read_npz(p, sample_rate, channel_names)
     if suffix in (".edf", ".bdf"):
         rec = _read_edf(p, channel_names)
+    elif suffix == ".set":
+        rec = _read_eeglab(p, channel_names)
     else:
         rec = _read_with_mne(p, channel_names)
     if sample_rate is None or float(sample_rate) == rec.sample_rate:

@@ -1,5 +1,5 @@
-"""1-D building blocks shared by the audio codecs: a SEANet convolutional encoder (EnCodec), a Vocos
-ConvNeXt backbone and an inverse-STFT head.
+"""1-D building blocks shared by the audio and biosignal codecs: EnCodec's SEANet convolutional encoder and
+decoder (WavTokenizer, BioCodec), a Vocos ConvNeXt backbone and an inverse-STFT head.
 
 Module names follow the upstream layouts (EnCodec's ``model.{i}``, Vocos's ``convnext.{i}``), so that
 converters only rename a few keys instead of re-indexing whole networks.
@@ -16,15 +16,41 @@ from torch import nn
 
 from .spectral import stft_window
 
-__all__ = ["AdaLayerNorm", "ConvNeXtBlock1d", "ISTFTHead", "SEANetEncoder", "SamePadConv1d", "VocosBackbone"]
+__all__ = [
+    "AdaLayerNorm",
+    "ConvNeXtBlock1d",
+    "ISTFTHead",
+    "SEANetDecoder",
+    "SEANetEncoder",
+    "SamePadConv1d",
+    "TrimmedConvTranspose1d",
+    "VocosBackbone",
+]
+
+
+def _activation(name: str) -> nn.Module:
+    """``torch.nn`` activation by class name (``"ELU"``, ``"GELU"``, ...), built with its defaults."""
+    cls = getattr(nn, name, None)
+    module = cls() if isinstance(cls, type) and issubclass(cls, nn.Module) else None
+    if module is None:
+        raise ValueError(f"unknown activation {name!r}; name a torch.nn module such as 'ELU'")
+    return module
+
+
+def _maybe_weight_norm(module: nn.Module, enabled: bool) -> nn.Module:
+    """Wrap ``module.weight`` in the new-style weight-norm parametrisation (``parametrizations.weight.original0``
+    = gain ``g``, ``original1`` = direction ``v``), as EnCodec-derived codecs train."""
+    return nn.utils.parametrizations.weight_norm(module) if enabled else module
 
 
 class SamePadConv1d(nn.Module):
     """A conv whose output has ``ceil(T / stride)`` frames, padded (reflect by default) around the input.
 
     EnCodec pads ``kernel - stride`` in total, split towards the left, plus whatever extra is needed on
-    the right for the last window to be complete, so no input sample is ever dropped. Reflect padding
-    of a clip shorter than the pad falls back to zero-extending it first (reflection needs ``T > pad``).
+    the right for the last window to be complete, so no input sample is ever dropped. ``causal`` puts
+    all of the fixed padding on the left (EnCodec's causal mode: the output never depends on later
+    frames' inputs beyond the ragged end). Reflect padding of a clip shorter than the pad falls back
+    to zero-extending it first (reflection needs ``T > pad``).
     """
 
     def __init__(
@@ -35,10 +61,14 @@ class SamePadConv1d(nn.Module):
         stride: int = 1,
         dilation: int = 1,
         pad_mode: str = "reflect",
+        causal: bool = False,
+        weight_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation)
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation)
+        self.conv = _maybe_weight_norm(conv, weight_norm)
         self.pad_mode = pad_mode
+        self.causal = causal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stride = self.conv.stride[0]
@@ -47,7 +77,7 @@ class SamePadConv1d(nn.Module):
         length = x.shape[-1]
         frames = math.ceil((length - kernel + total) / stride + 1)
         extra = (frames - 1) * stride + kernel - total - length
-        right = total // 2
+        right = 0 if self.causal else total // 2
         left, right = total - right, right + extra
         if self.pad_mode == "reflect" and length <= max(left, right):
             grow = max(left, right) - length + 1
@@ -57,19 +87,65 @@ class SamePadConv1d(nn.Module):
         return self.conv(x)
 
 
-class _SEANetResBlock(nn.Module):
-    """ELU -> k3 conv to ``dim // compress`` -> ELU -> 1x1 conv back, plus a 1x1-conv skip."""
+class TrimmedConvTranspose1d(nn.Module):
+    """A transposed conv that upsamples ``T`` frames to ``T * stride`` samples, as EnCodec's decoder.
 
-    def __init__(self, dim: int, kernel_size: int, dilation: int, compress: int) -> None:
+    The ``kernel - stride`` samples the overlap adds beyond ``T * stride`` are cut: split as
+    ``SamePadConv1d`` pads (``causal=False``), or, when ``causal``, a ``trim_right_ratio`` share from the
+    right and the rest from the left (1.0: all from the right, so no output depends on later frames).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        causal: bool = False,
+        trim_right_ratio: float = 1.0,
+        weight_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= trim_right_ratio <= 1.0 or (not causal and trim_right_ratio != 1.0):
+            raise ValueError("trim_right_ratio must lie in [0, 1] and only differs from 1 for causal convs")
+        convtr = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride)
+        self.convtr = _maybe_weight_norm(convtr, weight_norm)
+        self.causal, self.trim_right_ratio = causal, trim_right_ratio
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.convtr.kernel_size[0] - self.convtr.stride[0]
+        y = self.convtr(x)
+        right = math.ceil(total * self.trim_right_ratio) if self.causal else total // 2
+        left = total - right
+        return y[..., left : y.shape[-1] - right]
+
+
+class _SEANetResBlock(nn.Module):
+    """act -> k3 conv to ``dim // compress`` -> act -> 1x1 conv back, plus a skip: a 1x1 conv, or the
+    identity with ``true_skip``."""
+
+    def __init__(
+        self,
+        dim: int,
+        kernel_size: int,
+        dilation: int,
+        compress: int,
+        *,
+        true_skip: bool = False,
+        activation: str = "ELU",
+        causal: bool = False,
+        weight_norm: bool = False,
+    ) -> None:
         super().__init__()
         hidden = dim // compress
+        conv = {"causal": causal, "weight_norm": weight_norm}
         self.block = nn.Sequential(
-            nn.ELU(),
-            SamePadConv1d(dim, hidden, kernel_size, dilation=dilation),
-            nn.ELU(),
-            SamePadConv1d(hidden, dim, 1),
+            _activation(activation),
+            SamePadConv1d(dim, hidden, kernel_size, dilation=dilation, **conv),
+            _activation(activation),
+            SamePadConv1d(hidden, dim, 1, **conv),
         )
-        self.shortcut = SamePadConv1d(dim, dim, 1)
+        self.shortcut = nn.Identity() if true_skip else SamePadConv1d(dim, dim, 1, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.block(x)
@@ -88,17 +164,21 @@ class _SkipLSTM(nn.Module):
 
 
 class SEANetEncoder(nn.Module):
-    """EnCodec's SEANet encoder (non-causal): waveform ``[B, C, T]`` -> ``[B, dimension, ceil(T / hop)]``.
+    """EnCodec's SEANet encoder: waveform ``[B, C, T]`` -> ``[B, dimension, ceil(T / hop)]``.
 
     Args:
         ratios: downsampling ratios in the *decoder's* order (EnCodec's convention; the encoder applies
             them reversed), each a strided conv of kernel ``2 * ratio``.
         n_filters: width of the first stage; it doubles at every downsampling.
-        lstm_layers: layers of the final skip-LSTM (0: none).
+        n_residual_layers: residual blocks per stage, with dilations ``dilation_base ** j``.
+        kernel_size, last_kernel_size, residual_kernel_size: kernels of the first, last and residual convs.
         compress: channel reduction inside the residual branches.
-
-    Weight normalisation (upstream's ``weight_g``/``weight_v``) is not used: converters fold it into
-    plain weights, which gives the same function for inference.
+        lstm_layers: layers of the final skip-LSTM (0: none).
+        causal: pad every conv on the left only (EnCodec's causal mode; BioCodec).
+        true_skip: identity skips in the residual blocks instead of 1x1 convs.
+        activation: ``torch.nn`` activation class name.
+        weight_norm: train with weight normalisation, keeping upstream's ``parametrizations.weight``
+            gain/direction pair. Off, converters fold it into plain weights, the same function for inference.
     """
 
     def __init__(
@@ -114,23 +194,90 @@ class SEANetEncoder(nn.Module):
         dilation_base: int = 2,
         compress: int = 2,
         lstm_layers: int = 2,
+        causal: bool = False,
+        true_skip: bool = False,
+        activation: str = "ELU",
+        weight_norm: bool = False,
     ) -> None:
         super().__init__()
         self.hop_length = math.prod(ratios)
-        layers: list[nn.Module] = [SamePadConv1d(channels, n_filters, kernel_size)]
+        conv = {"causal": causal, "weight_norm": weight_norm}
+        block = {"true_skip": true_skip, "activation": activation, **conv}
+        layers: list[nn.Module] = [SamePadConv1d(channels, n_filters, kernel_size, **conv)]
         width = n_filters
         for ratio in reversed(tuple(ratios)):
             for j in range(n_residual_layers):
-                layers.append(_SEANetResBlock(width, residual_kernel_size, dilation_base**j, compress))
-            layers += [nn.ELU(), SamePadConv1d(width, width * 2, 2 * ratio, stride=ratio)]
+                layers.append(
+                    _SEANetResBlock(width, residual_kernel_size, dilation_base**j, compress, **block)
+                )
+            layers += [
+                _activation(activation),
+                SamePadConv1d(width, width * 2, 2 * ratio, stride=ratio, **conv),
+            ]
             width *= 2
         if lstm_layers:
             layers.append(_SkipLSTM(width, lstm_layers))
-        layers += [nn.ELU(), SamePadConv1d(width, dimension, last_kernel_size)]
+        layers += [_activation(activation), SamePadConv1d(width, dimension, last_kernel_size, **conv)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+class SEANetDecoder(nn.Module):
+    """EnCodec's SEANet decoder, the encoder's mirror: ``[B, dimension, F]`` -> ``[B, channels, F * hop]``.
+
+    A conv to ``n_filters * 2 ** len(ratios)`` channels, the skip-LSTM, then per ratio (in the given
+    order) a transposed conv of kernel ``2 * ratio`` halving the width followed by residual blocks, and
+    a last conv to ``channels``. Inputs of ``T`` samples encode to ``ceil(T / hop)`` frames, so callers
+    trim the ``F * hop`` output back to ``T``. Arguments as :class:`SEANetEncoder`, plus
+    ``trim_right_ratio`` (see :class:`TrimmedConvTranspose1d`).
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        dimension: int = 128,
+        n_filters: int = 32,
+        ratios: Sequence[int] = (8, 5, 4, 2),
+        n_residual_layers: int = 1,
+        kernel_size: int = 7,
+        last_kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        dilation_base: int = 2,
+        compress: int = 2,
+        lstm_layers: int = 2,
+        causal: bool = False,
+        true_skip: bool = False,
+        activation: str = "ELU",
+        weight_norm: bool = False,
+        trim_right_ratio: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.hop_length = math.prod(ratios)
+        conv = {"causal": causal, "weight_norm": weight_norm}
+        block = {"true_skip": true_skip, "activation": activation, **conv}
+        width = n_filters * 2 ** len(ratios)
+        layers: list[nn.Module] = [SamePadConv1d(dimension, width, kernel_size, **conv)]
+        if lstm_layers:
+            layers.append(_SkipLSTM(width, lstm_layers))
+        for ratio in ratios:
+            layers += [
+                _activation(activation),
+                TrimmedConvTranspose1d(
+                    width, width // 2, 2 * ratio, ratio, causal, trim_right_ratio, weight_norm
+                ),
+            ]
+            width //= 2
+            for j in range(n_residual_layers):
+                layers.append(
+                    _SEANetResBlock(width, residual_kernel_size, dilation_base**j, compress, **block)
+                )
+        layers += [_activation(activation), SamePadConv1d(width, channels, last_kernel_size, **conv)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z)
 
 
 # ---------------------------------------------------------------------------------------------- Vocos

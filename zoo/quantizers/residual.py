@@ -21,7 +21,10 @@ class ResidualVQ(Quantizer):
         codebook_size: codes per stage (one int, or one per stage).
         quantizer_dropout: probability that a training sample keeps only a random prefix of
             ``1..Q`` stages (its later ids are -1 and they add nothing), so one model serves every
-            bit rate (DAC, MOSS-Audio-Tokenizer, BioCodec).
+            bit rate (DAC, MOSS-Audio-Tokenizer).
+        detach_residual: subtract each stage's output from the residual without its gradient, so later
+            stages' commitment losses reach the encoder through the identity alone (BioCodec; the
+            workaround to EnCodec issue #25). Off, gradients also flow through earlier stages' projections.
         **vq_kwargs: passed to every stage (``codebook_dim``, ``l2_norm``, ``ema_decay``,
             ``kmeans_init``, ``restart_threshold``, ``rotation_trick``, loss weights, ...).
 
@@ -36,6 +39,7 @@ class ResidualVQ(Quantizer):
         codebook_size: int | Sequence[int],
         *,
         quantizer_dropout: float = 0.0,
+        detach_residual: bool = False,
         **vq_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -47,6 +51,7 @@ class ResidualVQ(Quantizer):
         self.dim = dim
         self.num_quantizers = num_quantizers
         self.quantizer_dropout = quantizer_dropout
+        self.detach_residual = detach_residual
         self.layers = nn.ModuleList(VectorQuantizer(dim, size, **vq_kwargs) for size in sizes)
         self.codebook_size = max(sizes)
 
@@ -85,7 +90,7 @@ class ResidualVQ(Quantizer):
                 stage_mask = stage_mask & mask.to(torch.bool)
             out = layer(residual, mask=stage_mask)
             quantized = quantized + out.quantized * active.view(-1, 1, *spatial)
-            residual = residual - out.quantized
+            residual = residual - (out.quantized.detach() if self.detach_residual else out.quantized)
             all_ids.append(out.ids.masked_fill(~active.view(-1, *spatial), -1))
             for key, value in out.losses.items():
                 losses[key] = losses.get(key, 0.0) + value

@@ -24,6 +24,9 @@ class VectorQuantizer(Quantizer):
             code space and back (factorised codes, as in ViT-VQGAN and DAC).
         l2_norm: normalise inputs and codes to the unit sphere (cosine search, as in ViT-VQGAN and
             LlamaGen); the output is then the normalised code.
+        l2_norm_output: with ``l2_norm``, whether the output, the losses and the straight-through
+            estimator use the normalised vectors (True) or the raw projected input and raw code, the
+            normalisation serving only the nearest-code search (False: DAC, MOSS-Audio-Tokenizer).
         commitment_weight: weight of ``|z - sg(q)|^2``, which keeps the encoder near its codes.
         codebook_weight: weight of ``|sg(z) - q|^2``, which pulls learned codes towards the encoder
             (unused with EMA codebooks, which move by averaging instead).
@@ -55,6 +58,7 @@ class VectorQuantizer(Quantizer):
         *,
         codebook_dim: int | None = None,
         l2_norm: bool = False,
+        l2_norm_output: bool = True,
         commitment_weight: float = 0.25,
         codebook_weight: float = 1.0,
         ema_decay: float | None = None,
@@ -74,6 +78,7 @@ class VectorQuantizer(Quantizer):
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim or dim
         self.l2_norm = l2_norm
+        self.l2_norm_output = l2_norm_output
         self.commitment_weight = commitment_weight
         self.codebook_weight = codebook_weight
         self.ema_decay = ema_decay
@@ -107,10 +112,14 @@ class VectorQuantizer(Quantizer):
         """The effective codebook ``[K, codebook_dim]`` (unit-normalised with ``l2_norm``)."""
         return F.normalize(self.codebook, dim=-1) if self.l2_norm else self.codebook
 
+    def output_codes(self) -> torch.Tensor:
+        """The code vectors ids stand for in the output: raw codes when only the search is normalised."""
+        return self.codebook if self.l2_norm and not self.l2_norm_output else self.codes()
+
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Channel-first vectors for ids ``[B, *grid]``; ids < 0 (dropped positions) give zeros."""
         valid = ids >= 0
-        vectors = self.project_out(F.embedding(ids.clamp_min(0), self.codes()))
+        vectors = self.project_out(F.embedding(ids.clamp_min(0), self.output_codes()))
         return torch.movedim(vectors * valid.unsqueeze(-1), -1, 1)
 
     # ------------------------------------------------------------------ forward
@@ -126,29 +135,30 @@ class VectorQuantizer(Quantizer):
         rows, restore = to_rows(z)
         keep = row_mask(mask, z)
         projected = self.project_in(rows)
-        if self.l2_norm:
-            projected = F.normalize(projected, dim=-1)
+        search = F.normalize(projected, dim=-1) if self.l2_norm else projected
+        if self.l2_norm_output:
+            projected = search
         update = self.training
         if update:
-            valid = projected.detach() if keep is None else projected.detach()[keep]
+            valid = search.detach() if keep is None else search.detach()[keep]
             if hasattr(self, "initted") and not bool(self.initted):
                 self._kmeans_init(valid)
             if self.restart_threshold > 0:
                 self._restart_dead_codes(valid)
         codes = self.codes()
-        ids, _ = nearest_code(projected, codes)
-        q = F.embedding(ids, codes)
+        ids, _ = nearest_code(search, codes)
+        q = F.embedding(ids, self.output_codes())
         counted_ids = ids if keep is None else ids.masked_fill(~keep, -1)
         counts = None
         if update:
-            counts = self._update_statistics(projected.detach(), counted_ids)
+            counts = self._update_statistics(search.detach(), counted_ids)
         losses: dict[str, torch.Tensor] = {}
         if self.training:
             losses["vq/commit"] = self.commitment_weight * masked_mse(projected, q.detach(), keep)
             if self.ema_decay is None and self.codebook_weight > 0:
                 losses["vq/codebook"] = self.codebook_weight * masked_mse(q, projected.detach(), keep)
             if self.entropy_weight > 0:
-                losses["vq/entropy"] = self.entropy_weight * self._entropy_penalty(projected, codes, keep)
+                losses["vq/entropy"] = self.entropy_weight * self._entropy_penalty(search, codes, keep)
         if self.rotation_trick:
             passed = rotate_onto(projected, q.detach())
         else:

@@ -20,7 +20,7 @@ from torch import nn
 from .._factory import create
 from ..tokenizer import Tokenizer, TokenizerOutput
 from .ema import EMAWeights
-from .samples import image_pairs, save_png, signal_pairs, usage_histogram
+from .samples import image_pairs, save_png, signal_pairs, spectrogram_pairs, usage_histogram
 from .schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ class TokenizerModule(L.LightningModule):
         model_args: constructor overrides for that tokenizer.
         losses: reconstruction terms and their weights, by name: ``l1``, ``l2``, ``perceptual``
             (images), ``mel`` and ``stft`` (audio), ``eeg`` (EEG time + spectral). The tokenizer's
-            own auxiliary losses (``vq/...``) are always added, already weighted.
+            own losses (``vq/...``, and ``rec/...`` from models that score their reconstruction
+            themselves) are always added, already weighted; ``{}`` trains on those alone. Terms
+            compare ``recon`` with the output's ``target`` when the model sets one (a spectrogram).
         perceptual_weights: file with the perceptual backbone's weights (safetensors or a torch file);
             without it the perceptual term uses a frozen random-feature network, stated in the log
             and the exported model card. Nothing is ever downloaded.
@@ -95,7 +97,7 @@ class TokenizerModule(L.LightningModule):
         self.automatic_optimization = False
         self.tokenizer: Tokenizer = create(model, **(model_args or {}))
         self.modality = self.tokenizer.modality
-        self.loss_weights = dict(losses or {"l1": 1.0})
+        self.loss_weights = dict(losses if losses is not None else {"l1": 1.0})
         for name in self.loss_weights:
             if name not in RECONSTRUCTION_TERMS:
                 raise ValueError(f"unknown loss {name!r}; known: {', '.join(RECONSTRUCTION_TERMS)}")
@@ -119,6 +121,7 @@ class TokenizerModule(L.LightningModule):
             self.lecam = LeCamRegularizer() if lecam_weight > 0 else None
         self.ema = EMAWeights(self.tokenizer, ema_decay) if ema_decay else None
         self._val_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._val_spectral = False  # whether _val_batch holds spectrograms (see TokenizerOutput.target)
         self._val_counts: torch.Tensor | None = None
         self.last_metrics: dict[str, float] = {}
 
@@ -206,11 +209,12 @@ class TokenizerModule(L.LightningModule):
         gan_on = self.discriminator is not None and step >= self.hparams.disc_start
 
         out: TokenizerOutput = self.tokenizer.training_output(x, step)
-        terms = self.reconstruction_losses(out.recon, x)
+        target = x if out.target is None else out.target
+        terms = self.reconstruction_losses(out.recon, target)
         rec_total = sum(terms.values())
         terms.update(out.losses)
         if gan_on:
-            terms.update(self._generator_adversarial(x, out.recon, rec_total))
+            terms.update(self._generator_adversarial(target, out.recon, rec_total))
         loss = sum(terms.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {step}: {_fmt(terms)}")
@@ -223,7 +227,7 @@ class TokenizerModule(L.LightningModule):
             self.ema.update(self.tokenizer)
 
         if gan_on:
-            d_terms = self._discriminator_step(x, out.recon.detach(), optimizers[1])
+            d_terms = self._discriminator_step(target, out.recon.detach(), optimizers[1])
             schedulers[1].step()
             terms.update(d_terms)
         self.log("train/loss", loss.detach(), prog_bar=True)
@@ -284,6 +288,8 @@ class TokenizerModule(L.LightningModule):
         tokenizer = self.evaluated_tokenizer()
         tokenizer.eval()
         out = tokenizer(x)
+        spectral = out.target is not None
+        x = x if out.target is None else out.target
         metrics = {"val/l1": F.l1_loss(out.recon, x), "val/mse": F.mse_loss(out.recon, x)}
         if self.modality == "image":
             mse = F.mse_loss(out.recon.clamp(0, 1), x, reduction="none").flatten(1).mean(1)
@@ -295,6 +301,7 @@ class TokenizerModule(L.LightningModule):
             self._val_counts = counts if self._val_counts is None else self._val_counts + counts
         if batch_idx == 0:
             self._val_batch = (x.detach().cpu(), out.recon.detach().float().cpu())
+            self._val_spectral = spectral
 
     def on_validation_epoch_end(self) -> None:
         self.last_metrics = {
@@ -309,9 +316,12 @@ class TokenizerModule(L.LightningModule):
         ):
             folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
             original, recon = self._val_batch
-            picture = (
-                image_pairs(original, recon) if self.modality == "image" else signal_pairs(original, recon)
-            )
+            if self.modality == "image":
+                picture = image_pairs(original, recon)
+            elif self._val_spectral:
+                picture = spectrogram_pairs(original, recon)
+            else:
+                picture = signal_pairs(original, recon)
             save_png(picture, folder / f"step{self.global_step:07d}_reconstructions.png")
             if self._val_counts is not None:
                 save_png(

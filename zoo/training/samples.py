@@ -55,6 +55,16 @@ def signal_pairs(originals: torch.Tensor, recons: torch.Tensor, max_items: int =
     return torch.cat(rows, dim=-2)
 
 
+def spectrogram_pairs(originals: torch.Tensor, recons: torch.Tensor, max_items: int = 4) -> torch.Tensor:
+    """Magnitude spectrograms ``[B, freq, frames]`` (models that reconstruct spectrograms) as log images,
+    originals left and reconstructions right on one colour scale, low frequencies at the bottom."""
+    rows = []
+    for original, recon in zip(originals[:max_items], recons[:max_items], strict=False):
+        both = torch.cat([original.float(), recon.float()], dim=-1).abs().clamp_min(1e-5).log().flip(0)
+        rows.append(colorize(both).repeat_interleave(4, dim=-1))
+    return torch.cat(rows, dim=-2)
+
+
 def usage_histogram(counts: torch.Tensor, height: int = 128) -> torch.Tensor:
     """Codes sorted by hit count as a bar chart ``[3, height, K']`` (K' <= 1024 bins): flat is healthy."""
     counts = counts.float().sort(descending=True).values

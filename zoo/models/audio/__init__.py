@@ -1,3 +1,8 @@
 """Audio tokenizers."""
 
-from . import wavtokenizer  # noqa: F401
+from . import (
+    cat,  # noqa: F401
+    reasoningcodec,  # noqa: F401
+    sqcodec,  # noqa: F401
+    wavtokenizer,  # noqa: F401
+)
