@@ -58,3 +58,18 @@ def test_paper_size_is_never_allocated_by_info() -> None:
     with torch.device("meta"):
         model = zoo.create("vq16")
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_every_family_has_a_model_card_that_renders_for_each_size() -> None:
+    from pathlib import Path
+
+    from zoo.cards import render_card
+
+    cards = Path(__file__).resolve().parents[1] / "model_cards"
+    for name in zoo.list_models():
+        family = zoo.info(name)["family"]
+        assert (cards / f"{family}.md").is_file(), f"{name}: no model_cards/{family}.md"
+        with torch.device("meta"):
+            model = zoo.create(name)
+        text = render_card(model, repo_id=f"me/{name}")
+        assert text.startswith("---\n") and f"me/{name}" in text and "{{" not in text, name
