@@ -448,8 +448,10 @@ def test_bundle_fsdd(shared_data: Path) -> None:
 
 
 def test_bundle_eeg_edf(shared_data: Path) -> None:
-    dm = EEGDataModule(shared_data / "eeg" / "eeglab" / "test.edf", batch_size=32)  # 16 ch, 256 Hz, 60 s
-    dm.setup()
+    # 16 EEG channels at 256 Hz for 60 s, and a trigger line that is left out by name
+    dm = EEGDataModule(shared_data / "eeg" / "eeglab" / "test.bdf", batch_size=32)
+    with pytest.warns(UserWarning, match="leaving out unusable channel.*Status: stair-step"):
+        dm.setup()
     assert (dm.train_dataset.windows, dm.val_dataset.windows) == (10, 1)
     assert len(dm.train_dataset) == 160
     batch = next(iter(dm.train_dataloader()))

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from zoo.errors import MediaError
 from zoo.io import EEGRecording, read_eeg
-from zoo.tokenizer import EEGTokenizer, bad_channels
+from zoo.io.eeg import bad_channels
+from zoo.tokenizer import EEGTokenizer
 
 
 class HoldQuantizer(EEGTokenizer):

@@ -580,7 +580,7 @@ class EEGTokenizer(Tokenizer):
         ``channels`` picks and orders channels by name. Flat, non-finite or clipped channels raise a
         ``MediaError`` naming them; leave them out with ``channels``.
         """
-        from .io.eeg import EEGRecording
+        from .io.eeg import EEGRecording, bad_channels
 
         if not isinstance(media, EEGRecording):
             raise MediaError(path, f"expected an EEG recording, got {type(media).__name__}")
@@ -604,27 +604,3 @@ class EEGTokenizer(Tokenizer):
         return EEGRecording(
             decoded[0].float().cpu(), float(tokens.meta.get("sample_rate", self.sample_rate)), names
         )
-
-
-def bad_channels(
-    data: torch.Tensor, names: list[str], *, clip_fraction: float = 0.005, min_clipped: int = 5
-) -> dict[str, str]:
-    """Channels of ``data [C, T]`` that no tokenizer should see, with the reason: non-finite values,
-    a flat signal, or clipping. A clipped channel has flat tops: at least ``clip_fraction`` of its samples
-    (and ``min_clipped``) sit inside runs of three or more equal samples at its maximum or minimum, as a
-    saturated amplifier or a hard-limited export leaves (isolated extreme samples do not count)."""
-    problems: dict[str, str] = {}
-    for name, row in zip(names, data, strict=True):
-        finite = torch.isfinite(row)
-        if not bool(finite.all()):
-            problems[name] = f"{int((~finite).sum())} NaN or infinite samples"
-            continue
-        peak, trough = row.max(), row.min()
-        if peak == trough:
-            problems[name] = "flat (constant signal)"
-            continue
-        rail = (row == peak) | (row == trough)
-        held = int((rail[:-2] & rail[1:-1] & rail[2:]).sum())
-        if held >= max(min_clipped, clip_fraction * row.numel()):
-            problems[name] = f"clipped ({held} of {row.numel()} samples held at its extreme values)"
-    return problems

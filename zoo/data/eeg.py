@@ -24,7 +24,7 @@ from zoo.data._common import Key, check_fraction, check_split, existing, find_fi
 from zoo.data._module import ZooDataModule
 from zoo.errors import MediaError
 from zoo.io import read_eeg
-from zoo.io.eeg import EEG_SUFFIXES
+from zoo.io.eeg import EEG_SUFFIXES, bad_channels
 
 __all__ = ["EEGDataModule", "EEGWindows"]
 
@@ -113,11 +113,20 @@ def normalise_channels(x: torch.Tensor, how: str) -> torch.Tensor:
 @functools.lru_cache(maxsize=4)
 def _load(
     path: str, stamp: tuple[int, int], rate: float, channels: tuple[str, ...] | None, how: str
-) -> tuple[torch.Tensor, tuple[str, ...]]:
-    """Read, resample and normalise one recording. Cached so train and val views of one recording share it;
-    `stamp` (mtime, size) keeps an edited file from being served stale."""
-    rec = read_eeg(path, sample_rate=rate, channel_names=None if channels is None else list(channels))
-    return normalise_channels(rec.data, how).contiguous(), tuple(rec.channel_names)
+) -> tuple[torch.Tensor, tuple[str, ...], dict[str, str]]:
+    """Read, resample and normalise one recording, and name its unusable channels (`bad_channels`, judged
+    before resampling). Cached so train and val views of one recording share it; `stamp` (mtime, size)
+    keeps an edited file from being served stale."""
+    names = None if channels is None else list(channels)
+    # arrays may store no rate (theirs is then `rate`); recordings are judged at their own rate, as
+    # resampling turns a clipped plateau into ringing
+    rec = read_eeg(
+        path, sample_rate=rate if path.lower().endswith((".npy", ".npz")) else None, channel_names=names
+    )
+    problems = bad_channels(rec.data, rec.channel_names)
+    if rec.sample_rate != rate:
+        rec = rec.resample(rate)
+    return normalise_channels(rec.data, how).contiguous(), tuple(rec.channel_names), problems
 
 
 class EEGWindows(Dataset):
@@ -196,9 +205,16 @@ class EEGWindows(Dataset):
         data, spans, names = [], [], []
         for f in self.files:
             st = f.stat()
-            x, ch = _load(
+            x, ch, problems = _load(
                 str(f), (st.st_mtime_ns, st.st_size), self.sample_rate, self.channels, self.normalise
             )
+            if problems:
+                listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
+                if not self.per_channel:
+                    raise MediaError(f, f"unusable channel(s) {listed}; pick the others with channels=[...]")
+                warnings.warn(f"{f}: leaving out unusable channel(s) {listed}", stacklevel=2)
+                keep = [i for i, name in enumerate(ch) if name not in problems]
+                x, ch = x[keep], tuple(ch[i] for i in keep)
             lo, hi = self._span(x.shape[1])
             windows = (hi - lo - self.window) // self.stride + 1 if hi - lo >= self.window else 0
             data.append(x)

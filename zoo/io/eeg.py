@@ -28,7 +28,7 @@ import torchaudio.functional as AF
 from zoo._atomic import atomic_path, atomic_write_bytes
 from zoo.errors import MediaError
 
-__all__ = ["EEG_SUFFIXES", "EEGEvent", "EEGRecording", "read_eeg", "write_eeg"]
+__all__ = ["EEG_SUFFIXES", "EEGEvent", "EEGRecording", "bad_channels", "read_eeg", "write_eeg"]
 
 # Formats handed to MNE when it is installed (`pip install zoo[eeg]`).
 _MNE_SUFFIXES = frozenset(
@@ -805,3 +805,33 @@ def write_eeg(path: str | Path, rec: EEGRecording) -> None:
         atomic_write_bytes(p, _edf_bytes(rec, p))
     else:
         raise MediaError(p, f"cannot write EEG as {suffix!r}; use .npz or .edf")
+
+
+def bad_channels(
+    data: torch.Tensor, names: list[str], *, clip_fraction: float = 0.005, min_clipped: int = 5
+) -> dict[str, str]:
+    """Channels of ``data [C, T]`` that no tokenizer should see, with the reason: non-finite values,
+    a flat signal, a stair-step signal, or clipping. A stair-step channel repeats its previous sample
+    more than 90 % of the time (trigger and status lines, traces stored at a far lower rate than the
+    file's). A clipped channel has flat tops: at least ``clip_fraction`` of its samples (and
+    ``min_clipped``) sit inside runs of three or more equal samples at its maximum or minimum, as a
+    saturated amplifier or a hard-limited export leaves (isolated extreme samples do not count)."""
+    problems: dict[str, str] = {}
+    for name, row in zip(names, data, strict=True):
+        finite = torch.isfinite(row)
+        if not bool(finite.all()):
+            problems[name] = f"{int((~finite).sum())} NaN or infinite samples"
+            continue
+        peak, trough = row.max(), row.min()
+        if peak == trough:
+            problems[name] = "flat (constant signal)"
+            continue
+        repeats = float((row[1:] == row[:-1]).float().mean())
+        if repeats > 0.9:
+            problems[name] = f"stair-step ({repeats:.0%} of samples repeat the previous one)"
+            continue
+        rail = (row == peak) | (row == trough)
+        held = int((rail[:-2] & rail[1:-1] & rail[2:]).sum())
+        if held >= max(min_clipped, clip_fraction * row.numel()):
+            problems[name] = f"clipped ({held} of {row.numel()} samples held at its extreme values)"
+    return problems
