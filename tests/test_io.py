@@ -1078,3 +1078,17 @@ def test_real_other_formats_through_mne():
     bva = read_eeg(shared("eeg/eeglab/testbva.vhdr"), sample_rate=100, channel_names=["Fp1", "Fp2"])
     assert bva.channel_names == ["Fp1", "Fp2"] and bva.sample_rate == 100
     assert bva.duration == pytest.approx(10.56, abs=0.01)
+
+
+def test_channels_are_found_by_name_across_naming_conventions() -> None:
+    from zoo.io.eeg import channel_key
+
+    rec = EEGRecording(torch.randn(5, 10), 100.0, ["EEG Fp1-REF", "Cz..", "C3", "c3.", "Status"])
+    assert [channel_key(n) for n in rec.channel_names] == ["fp1", "cz", "c3", "c3", "status"]
+    picked = rec.pick(["cz", "fp1", "C3"])  # an exact name wins over a loose match
+    assert picked.channel_names == ["Cz..", "EEG Fp1-REF", "C3"]
+    assert torch.equal(picked.data, rec.data[[1, 0, 2]])
+    with pytest.raises(MediaError, match=r"no channel\(s\) \['Oz'\]; ambiguous channel\(s\) \['C3 '\]"):
+        rec.pick(["Oz", "C3 "])
+    with pytest.raises(MediaError, match=r"ambiguous channel\(s\) \['c3 '\]"):
+        rec.pick(["c3 "])

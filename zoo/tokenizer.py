@@ -595,7 +595,10 @@ class EEGTokenizer(Tokenizer):
         return rec.data[None]
 
     def media_meta(self, media: Any, *, channels: list[str] | None = None, **_: Any) -> dict[str, Any]:
-        return {"channel_names": list(channels or media.channel_names)}
+        """The recording's names of the channels ``prepare`` keeps, for ``finish`` to write back."""
+        if not channels:
+            return {"channel_names": list(media.channel_names)}
+        return {"channel_names": [media.channel_names[i] for i in media.channel_indices(channels)]}
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> Any:
         from .io.eeg import EEGRecording

@@ -28,7 +28,7 @@ import torchaudio.functional as AF
 from zoo._atomic import atomic_path, atomic_write_bytes
 from zoo.errors import MediaError
 
-__all__ = ["EEG_SUFFIXES", "EEGEvent", "EEGRecording", "bad_channels", "read_eeg", "write_eeg"]
+__all__ = ["EEG_SUFFIXES", "EEGEvent", "EEGRecording", "bad_channels", "channel_key", "read_eeg", "write_eeg"]
 
 # Formats handed to MNE when it is installed (`pip install zoo[eeg]`).
 _MNE_SUFFIXES = frozenset(
@@ -59,6 +59,16 @@ class EEGEvent:
     onset: int
     label: str
     duration: int = 0
+
+
+def channel_key(name: str) -> str:
+    """A channel name reduced for matching across files: case-folded, without the "EEG " type prefix,
+    reference suffixes ("-REF", "-LE", "-AVG"), padding dots and spaces."""
+    key = name.strip().casefold()
+    key = key.removeprefix("eeg ").strip()
+    for suffix in ("-ref", "-le", "-avg", "-a1", "-a2"):
+        key = key.removesuffix(suffix)
+    return key.strip(". ").replace(" ", "")
 
 
 @dataclass
@@ -103,19 +113,39 @@ class EEGRecording:
         """Length in seconds."""
         return self.data.shape[1] / self.sample_rate
 
-    def pick(self, names: list[str] | tuple[str, ...]) -> EEGRecording:
-        """Return a recording with only `names`, in that order (montages must match across files)."""
+    def channel_indices(self, names: list[str] | tuple[str, ...] | str) -> list[int]:
+        """Rows of `names`, in that order. A name matches a channel exactly or, failing that, after
+        `channel_key` ("Cz" finds BCI2000's "Cz..", "fp1" finds "EEG Fp1-REF"), as long as that
+        identifies one channel; otherwise a `MediaError` lists the channels there are."""
         if isinstance(names, str):
             names = [names]
-        index = {n: i for i, n in enumerate(self.channel_names)}
-        missing = [n for n in names if n not in index]
-        if missing:
-            raise MediaError(
-                self.path, f"no channel(s) {missing}; available: {', '.join(self.channel_names)}"
-            )
-        rows = [index[n] for n in names]
+        exact = {n: i for i, n in enumerate(self.channel_names)}
+        loose: dict[str, list[int]] = {}
+        for i, n in enumerate(self.channel_names):
+            loose.setdefault(channel_key(n), []).append(i)
+        rows, missing, ambiguous = [], [], []
+        for name in names:
+            found = [exact[name]] if name in exact else loose.get(channel_key(name), [])
+            if len(found) == 1:
+                rows.append(found[0])
+            else:
+                (ambiguous if found else missing).append(name)
+        if missing or ambiguous:
+            why = [f"no channel(s) {missing}"] if missing else []
+            why += [f"ambiguous channel(s) {ambiguous}"] if ambiguous else []
+            raise MediaError(self.path, f"{'; '.join(why)}; available: {', '.join(self.channel_names)}")
+        return rows
+
+    def pick(self, names: list[str] | tuple[str, ...] | str) -> EEGRecording:
+        """Return a recording with only `names` (matched as `channel_indices` does), in that order; the
+        channels keep the recording's own names. Montages must match across files."""
+        rows = self.channel_indices(names)
         return EEGRecording(
-            self.data[rows].clone(), self.sample_rate, list(names), self.path, list(self.events)
+            self.data[rows].clone(),
+            self.sample_rate,
+            [self.channel_names[r] for r in rows],
+            self.path,
+            list(self.events),
         )
 
     def resample(self, new_rate: float) -> EEGRecording:
