@@ -81,6 +81,34 @@ def test_steps_checkpoint_samples_and_export(tmp_path: Path) -> None:
     )
 
 
+def test_fine_tuning_starts_from_saved_weights_and_keeps_frozen_parts_fixed(tmp_path: Path) -> None:
+    """init_from loads a saved model strictly; freeze keeps the encoder and quantizer where they were
+    (no k-means initialisation or dead-code restart moves the codebook either) while the decoder trains."""
+    torch.manual_seed(1)
+    args = {"kmeans_init": True, "restart_threshold": 1.0}
+    start = zoo.create("vq16_tiny", **args)
+    start.save_pretrained(tmp_path / "start")
+    model = TokenizerModule(
+        "vq16_tiny",
+        model_args=args,
+        lr=1e-3,
+        init_from=str(tmp_path / "start"),
+        freeze=["encoder", "quant_conv", "quantizer"],
+    )
+    before = {k: v.clone() for k, v in model.tokenizer.state_dict().items()}
+    for key, value in start.state_dict().items():
+        assert torch.equal(before[key], value), key
+    trainer(tmp_path / "run", 4).fit(model, RandomImages())
+    after = model.tokenizer.state_dict()
+    fixed = [k for k in after if k.startswith(("encoder.", "quant_conv.", "quantizer."))]
+    assert fixed and all(torch.equal(after[k], before[k]) for k in fixed)
+    assert not torch.equal(after["decoder.conv_out.weight"], before["decoder.conv_out.weight"])
+    with pytest.raises(ValueError, match=r"no submodule\(s\) \['encodr'\].*encoder"):
+        TokenizerModule("vq16_tiny", freeze=["encodr"])
+    with pytest.raises(CheckpointError, match="init_from"):
+        TokenizerModule("vq16_tiny", model_args={"codebook_size": 128}, init_from=str(tmp_path / "start"))
+
+
 def test_resuming_continues_the_same_run_exactly(tmp_path: Path) -> None:
     straight = module()
     trainer(tmp_path / "straight", 6).fit(straight, RandomImages())

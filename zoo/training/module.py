@@ -66,6 +66,13 @@ class TokenizerModule(L.LightningModule):
             weights); ``None`` disables.
         sample_every: write reconstruction and codebook-usage PNGs every this many iterations
             (at validation); 0 disables.
+        init_from: weights to start from instead of random ones: a registry name with its pretrained tag,
+            a Hub repo or a directory written by ``save_pretrained``/``zoo export`` (anything ``zoo.load``
+            takes). They must fit ``model`` (with ``model_args``) exactly; a mismatch names the keys.
+            Fine-tuning a codec on new data starts here (a resumed run restores its own weights instead).
+        freeze: names of submodules to keep fixed, e.g. ``["encoder", "quantizer"]`` to fine-tune only a
+            decoder: their parameters get no gradient and they stay in eval mode, so EMA codebooks, k-means
+            and dead-code restarts inside them do not move either.
     """
 
     def __init__(
@@ -91,11 +98,17 @@ class TokenizerModule(L.LightningModule):
         grad_clip: float | None = 1.0,
         ema_decay: float | None = None,
         sample_every: int = 500,
+        init_from: str | None = None,
+        freeze: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["discriminator"])
         self.automatic_optimization = False
         self.tokenizer: Tokenizer = create(model, **(model_args or {}))
+        if init_from:
+            self._load_initial_weights(init_from)
+        self.frozen = self._freeze(list(freeze or []))
+        self.train(self.training)  # Lightning keeps each submodule's mode as it finds it: set it now
         self.modality = self.tokenizer.modality
         self.loss_weights = dict(losses if losses is not None else {"l1": 1.0})
         for name in self.loss_weights:
@@ -124,6 +137,37 @@ class TokenizerModule(L.LightningModule):
         self._val_spectral = False  # whether _val_batch holds spectrograms (see TokenizerOutput.target)
         self._val_counts: torch.Tensor | None = None
         self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ starting point
+    def _load_initial_weights(self, source: str) -> None:
+        from ..hub import load, load_weights
+
+        pretrained = load(source)
+        load_weights(self.tokenizer, pretrained.state_dict(), f"init_from {source!r}")
+        log.info("initial weights: %s", source)
+
+    def _freeze(self, names: list[str]) -> list[str]:
+        """Stop gradients into the named submodules; `train` keeps them in eval mode."""
+        modules = dict(self.tokenizer.named_modules())
+        unknown = [n for n in names if n.rstrip(".") not in modules or not n.rstrip(".")]
+        if unknown:
+            top = ", ".join(name for name, _ in self.tokenizer.named_children())
+            raise ValueError(f"freeze: no submodule(s) {unknown} in {self.hparams.model}; its parts: {top}")
+        frozen = [n.rstrip(".") for n in names]
+        for name in frozen:
+            for parameter in modules[name].parameters():
+                parameter.requires_grad_(False)
+        if frozen and not any(p.requires_grad for p in self.tokenizer.parameters()):
+            raise ValueError(f"freeze: {frozen} leaves nothing of {self.hparams.model} to train")
+        return frozen
+
+    def train(self, mode: bool = True) -> TokenizerModule:
+        super().train(mode)
+        frozen = getattr(self, "frozen", [])
+        modules = dict(self.tokenizer.named_modules()) if frozen else {}
+        for name in frozen:
+            modules[name].eval()
+        return self
 
     # ------------------------------------------------------------------ losses
     def _loss_module(self, name: str) -> nn.Module:
