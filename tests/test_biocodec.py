@@ -20,7 +20,7 @@ from zoo.errors import CheckpointError, HubError
 from zoo.hub import load_weights, read_state_dict
 from zoo.io import read_eeg
 from zoo.losses import EEGReconstructionLoss
-from zoo.models.eeg.biocodec import convert_biocodec, load_upstream_checkpoint
+from zoo.models.eeg.biocodec import convert_biocodec
 from zoo.nn.audio import SEANetDecoder, SEANetEncoder
 from zoo.quantizers import ResidualVQ
 
@@ -177,7 +177,7 @@ def test_save_load_and_hub_round_trip(tmp_path, tiny, hub) -> None:
 def test_released_checkpoint_is_not_on_the_hub() -> None:
     info = zoo.info("biocodec.tueg")
     assert info["family"] == "biocodec" and info["parameters"] == 3_152_770
-    with pytest.raises(HubError, match=r"not hosted.*biocodec_ckpt\.pt.*convert_biocodec"):
+    with pytest.raises(HubError, match=r"not hosted.*biocodec_ckpt\.pt.*zoo\.load_upstream\('biocodec\.tueg'"):
         zoo.load("biocodec.tueg")
 
 
@@ -219,7 +219,7 @@ def test_converter_loads_the_released_layout_strictly(tmp_path) -> None:
         tmp_path, biocodec_shapes(codebook_size=64, num_quantizers=2, **TINY_UPSTREAM)
     )
     torch.load(path, weights_only=True)  # the whole file, optimizer and scheduler included
-    model = load_upstream_checkpoint(path, "biocodec_tiny")
+    model = zoo.load_upstream("biocodec.tueg", path, arch="biocodec_tiny")
     assert not model.training
     layer = model.quantizer.layers[1]
     torch.testing.assert_close(layer.codebook, state["quantizer.vq.layers.1._codebook.embed"])

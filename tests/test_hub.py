@@ -260,17 +260,53 @@ def test_push_cli_and_fresh_process_load(hub, trained, tmp_path) -> None:
     assert model.config == trained.config
 
 
-def test_a_tag_not_hosted_on_the_hub_explains_the_manual_route() -> None:
+def test_a_tag_not_hosted_on_the_hub_explains_and_takes_the_manual_route(tmp_path, photos) -> None:
+    """An off-Hub tag says how to load it by hand, and `zoo.load_upstream` converts that file through the
+    tag's converter and checkpoint key; bad files are named, not unpickled blindly."""
     zoo.register_pretrained(
         "vq16_tiny.offhub",
         zoo.PretrainedCfg(
-            hf_hub_id=None, filename="ckpt.pt", converter="convert_llamagen", description="Drive only"
+            hf_hub_id=None,
+            filename="ckpt.pt",
+            converter="convert_llamagen",
+            checkpoint_key=("ema", "model"),
+            description="Drive only",
         ),
     )
     try:
         with pytest.raises(
-            HubError, match=r"not hosted on the Hugging Face Hub \(Drive only\).*convert_llamagen"
+            HubError,
+            match=r"not hosted on the Hugging Face Hub \(Drive only\).*ckpt\.pt.*zoo\.load_upstream\('vq16_tiny\.offhub'",
         ):
             zoo.load("vq16_tiny.offhub")
+        shapes = llamagen_vq_shapes(
+            ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, z_channels=32, codebook_size=256
+        )
+        upstream = {k: torch.randn(s) * 0.05 for k, s in shapes.items()}
+        torch.save(
+            {"model": upstream, "args": __import__("argparse").Namespace(lr=1e-4)}, tmp_path / "ckpt.pt"
+        )
+        # the tiny default adds k-means/usage buffers upstream lacks: overrides build the upstream variant
+        model = zoo.load_upstream(
+            "vq16_tiny.offhub", tmp_path / "ckpt.pt", kmeans_init=False, restart_threshold=0.0
+        )
+        assert not model.training and model.source == "vq16_tiny.offhub (ckpt.pt)"
+        torch.testing.assert_close(model.quantizer.codebook, upstream["quantize.embedding.weight"])
+        model.save_pretrained(tmp_path / "converted")
+        assert torch.equal(zoo.load(tmp_path / "converted").encode(photos).ids, model.encode(photos).ids)
+        with pytest.raises(CheckpointError, match=r"missing \(download ckpt\.pt"):
+            zoo.load_upstream(
+                "vq16_tiny.offhub", tmp_path / "nope.pt", kmeans_init=False, restart_threshold=0.0
+            )
+        (tmp_path / "cut.pt").write_bytes((tmp_path / "ckpt.pt").read_bytes()[:5000])
+        with pytest.raises(CheckpointError, match=r"cut\.pt: corrupt or truncated"):
+            zoo.load_upstream(
+                "vq16_tiny.offhub", tmp_path / "cut.pt", kmeans_init=False, restart_threshold=0.0
+            )
+        torch.save({"weights": upstream}, tmp_path / "other.pt")
+        with pytest.raises(CheckpointError, match=r"has no 'ema' or 'model' entry"):
+            zoo.load_upstream(
+                "vq16_tiny.offhub", tmp_path / "other.pt", kmeans_init=False, restart_threshold=0.0
+            )
     finally:
         unregister_pretrained("vq16_tiny.offhub")

@@ -216,7 +216,9 @@ def test_released_checkpoint_file_loads_preferring_ema(tmp_path, photos) -> None
     ema, raw = random_state_dict(shapes), random_state_dict(shapes)
     raw = {k: v + 1 for k, v in raw.items()}
     torch.save({"model": raw, "ema": ema, "steps": 1}, tmp_path / "VQ_tiny.pt")
-    model = retok_module.load_upstream_checkpoint(tmp_path / "VQ_tiny.pt", "retok_tiny", **UPSTREAM_QUANTIZER)
+    model = zoo.load_upstream(
+        "retok.sb256_e250", tmp_path / "VQ_tiny.pt", arch="retok_tiny", **UPSTREAM_QUANTIZER
+    )
     assert not model.training
     torch.testing.assert_close(model.encoder.conv_in.weight, ema["encoder.conv_in.weight"])
     model.save_pretrained(tmp_path / "converted")

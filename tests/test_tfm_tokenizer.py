@@ -264,7 +264,9 @@ def test_pretrained_tags_explain_the_manual_route() -> None:
         assert cfg.filename.startswith("pretrained_weigths/") and cfg.filename.endswith(
             "tfm_tokenizer_last.pth"
         )
-    with pytest.raises(HubError, match="not hosted on the Hugging Face Hub.*load_upstream_checkpoint"):
+    with pytest.raises(
+        HubError, match=r"not hosted on the Hugging Face Hub.*zoo\.load_upstream\('tfm_tokenizer\.tuev'"
+    ):
         zoo.load("tfm_tokenizer.tuev")
 
 

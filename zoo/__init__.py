@@ -16,7 +16,7 @@ from ._registry import (
     register_model,
     register_pretrained,
 )
-from .hub import load, push_to_hub, save_pretrained
+from .hub import load, load_upstream, push_to_hub, save_pretrained
 from .tokenizer import ImageTokenizer, Tokenizer, TokenizerOutput
 from .tokens import Tokens
 
@@ -33,6 +33,7 @@ __all__ = [
     "is_model",
     "list_models",
     "load",
+    "load_upstream",
     "push_to_hub",
     "register_model",
     "register_pretrained",

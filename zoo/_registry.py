@@ -32,7 +32,9 @@ class PretrainedCfg:
             (beside a ``config.json``); anything else is an upstream checkpoint run through ``converter``.
         converter: name of the converter (in the model's module) that maps the upstream state dict
             into the zoo's; ``None`` for repos in the zoo's own format.
-        checkpoint_key: key of the state dict inside an upstream checkpoint file (``"model"``, ``"ema"``).
+        checkpoint_key: key of the state dict inside an upstream checkpoint file (``"model"``, ``"ema"``),
+            or alternatives in order of preference (``("ema", "model")``; ``None`` among them: the file
+            itself is the state dict).
         license, paper, upstream, description: provenance shown by ``zoo info`` and model cards.
         metrics: headline numbers with their settings, e.g. ``{"rFID (ImageNet val 256)": 2.19}``.
     """
@@ -41,7 +43,7 @@ class PretrainedCfg:
     revision: str | None = None
     filename: str = "model.safetensors"
     converter: str | None = None
-    checkpoint_key: str | None = None
+    checkpoint_key: str | tuple[str | None, ...] | None = None
     license: str | None = None
     paper: str | None = None
     upstream: str | None = None

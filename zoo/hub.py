@@ -138,11 +138,14 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def read_state_dict(path: Path, checkpoint_key: str | None = None) -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: Path, checkpoint_key: str | tuple[str | None, ...] | None = None
+) -> dict[str, torch.Tensor]:
     """Read weights from safetensors, or from a pickle checkpoint with ``weights_only=True``.
 
-    Upstream training scripts often store their argparse namespace beside the weights; that one
-    harmless class is allowed, nothing else.
+    ``checkpoint_key`` picks the state dict inside the file; with alternatives the first one present
+    wins (``None``: the file itself). Upstream training scripts often store their argparse namespace
+    beside the weights; that one harmless class is allowed, nothing else.
     """
     try:
         if path.suffix == ".safetensors":
@@ -159,10 +162,13 @@ def read_state_dict(path: Path, checkpoint_key: str | None = None) -> dict[str, 
             f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})"
         ) from exc
     if checkpoint_key is not None:
-        if not isinstance(state, Mapping) or checkpoint_key not in state:
+        wanted = checkpoint_key if isinstance(checkpoint_key, tuple) else (checkpoint_key,)
+        found = [k for k in wanted if k is None or (isinstance(state, Mapping) and k in state)]
+        if not found:
             keys = list(state)[:10] if isinstance(state, Mapping) else type(state).__name__
-            raise CheckpointError(f"{path}: has no {checkpoint_key!r} entry (found {keys})")
-        state = state[checkpoint_key]
+            named = " or ".join(repr(k) for k in wanted)
+            raise CheckpointError(f"{path}: has no {named} entry (found {keys})")
+        state = state if found[0] is None else state[found[0]]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: does not hold a flat state dict of tensors")
     return dict(state)
@@ -308,8 +314,8 @@ def _load_registered(name: str, revision: str | None, **dl: Any) -> tuple[Tokeni
     if not cfg.hf_hub_id:
         raise HubError(
             f"{full} is not hosted on the Hugging Face Hub ({cfg.description or 'no description'}). "
-            f"Download {cfg.filename or 'the checkpoint'} by hand, convert it with {cfg.converter or 'its converter'}"
-            " and save_pretrained(), then zoo.load(<that directory>)."
+            f"Download {cfg.filename or 'the checkpoint'} by hand, then "
+            f"zoo.load_upstream({full!r}, <that file>).save_pretrained(<dir>) and zoo.load(<dir>)."
         )
     if cfg.is_upstream_format:
         return _load_upstream(full, cfg, **dl)
@@ -365,25 +371,64 @@ def _read_sharded(
 
 def _load_upstream(full: str, cfg: PretrainedCfg, **dl: Any) -> tuple[Tokenizer, str, str | None]:
     """Build the registered architecture and load an upstream checkpoint through its converter."""
-    arch, _ = split_model_name_tag(full)
-    entry = get_entry(arch)
     fetched = download(cfg.hf_hub_id, cfg.filename, revision=cfg.revision, **dl)
     source = f"{cfg.hf_hub_id}@{fetched.commit or cfg.revision or 'main'}/{cfg.filename}"
     if cfg.filename.endswith(SHARD_INDEX_SUFFIX):
         upstream = _read_sharded(cfg.hf_hub_id, cfg.filename, fetched, source, **dl)
     else:
         upstream = read_state_dict(fetched.path, cfg.checkpoint_key)
-    model = entry.fn()
-    module = __import__(entry.module, fromlist=[cfg.converter])
+    return _convert_upstream(full, cfg, upstream, source), full, fetched.commit
+
+
+def _convert_upstream(
+    full: str,
+    cfg: PretrainedCfg,
+    upstream: Mapping[str, torch.Tensor],
+    source: str,
+    arch: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Tokenizer:
+    """``arch`` (default: the tag's own) built with ``overrides``, loaded strictly through ``cfg.converter``."""
+    entry = get_entry(arch or split_model_name_tag(full)[0])
+    model = entry.fn(**dict(overrides or {}))
+    module = __import__(get_entry(split_model_name_tag(full)[0]).module, fromlist=[str(cfg.converter)])
     converter = getattr(module, str(cfg.converter), None)
     if converter is None:
-        raise CheckpointError(f"{entry.module} has no converter {cfg.converter!r} for {full}")
+        raise CheckpointError(f"{module.__name__} has no converter {cfg.converter!r} for {full}")
     try:
         state = converter(upstream, model)
     except KeyError as exc:
         raise CheckpointError(f"{source}: not the upstream layout {full} expects (missing {exc})") from exc
     load_weights(model, state, source)
-    return model, full, fetched.commit
+    return model
+
+
+def load_upstream(
+    name: str, path: str | os.PathLike[str], *, arch: str | None = None, **overrides: Any
+) -> Tokenizer:
+    """Convert an upstream checkpoint file that was downloaded by hand, for weights that are not on the
+    Hub (Google Drive, a GitHub repository) or were fetched some other way.
+
+    ``name`` is the registered ``arch.tag`` whose converter and checkpoint key apply (``"retok.sb256_e250"``,
+    ``"biocodec.tueg"``); ``arch`` builds another size of the same family (a tiny one in tests) and
+    ``overrides`` are constructor arguments (TFM-Tokenizer's ``window_samples=2000`` for 10 s
+    checkpoints). The model comes back in eval mode; ``save_pretrained(dir)`` makes it a zoo model that
+    ``zoo.load(dir)`` loads anywhere. A ``*.safetensors.index.json`` reads the shards beside it.
+    """
+    full, cfg = get_pretrained_cfg(name)
+    if not cfg.converter:
+        raise ValueError(f"{full} is in the zoo's own format; load it with zoo.load({full!r})")
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing (download {cfg.filename} for {full} first)")
+    if file.name.endswith(SHARD_INDEX_SUFFIX):
+        upstream: dict[str, torch.Tensor] = {}
+        for shard in read_shard_index(file):
+            upstream.update(read_state_dict(file.parent / shard))
+    else:
+        upstream = read_state_dict(file, cfg.checkpoint_key)
+    model = _convert_upstream(full, cfg, upstream, str(file), arch, overrides)
+    return _finish(model, None, None, f"{full} ({file.name})", None)
 
 
 def _parse(name_or_path: str | os.PathLike[str]) -> tuple[str, str, str | None]:

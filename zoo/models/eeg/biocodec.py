@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,7 +46,7 @@ from ...nn.audio import SEANetDecoder, SEANetEncoder
 from ...quantizers import ResidualVQ
 from ...tokenizer import EEGTokenizer, TokenizerOutput
 
-__all__: list[str] = ["BioCodec", "convert_biocodec", "load_upstream_checkpoint"]
+__all__: list[str] = ["BioCodec", "convert_biocodec"]
 
 
 class BioCodec(EEGTokenizer):
@@ -241,22 +240,6 @@ def convert_biocodec(
     return out
 
 
-def load_upstream_checkpoint(path: str | Path, name: str = "biocodec", **overrides: Any) -> BioCodec:
-    """Build ``name`` and load the released ``biocodec_ckpt.pt`` (downloaded by hand from the GitHub repo).
-
-    The file is a ``torch.save`` of ``{'epoch', 'model_state_dict', 'optimizer_state_dict',
-    'scheduler_state_dict'}`` holding only tensors, numbers, strings and containers, so it loads with
-    ``weights_only=True``. Save the result with ``save_pretrained(dir)``; ``zoo.load(dir)`` then loads it.
-    """
-    from ..._factory import create
-    from ...hub import load_weights, read_state_dict
-
-    state = read_state_dict(Path(path), "model_state_dict")
-    model = create(name, **overrides)
-    load_weights(model, convert_biocodec(state, model), str(path))  # type: ignore[arg-type]
-    return model.eval()  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------------------------------- registry
 _PAPER: dict[str, Any] = {}
 _TINY: dict[str, Any] = {
@@ -298,7 +281,8 @@ register_pretrained(
         description=(
             "BioCodec pretrained on TUEG (single-channel 5 s EEG windows, median/IQR-normalised, clipped at "
             "+-10). Kept in the GitHub repo, not on the Hub: download biocodec_ckpt.pt by hand, then "
-            "zoo.models.eeg.biocodec.load_upstream_checkpoint(path).save_pretrained(dir) and zoo.load(dir)."
+            "zoo.load_upstream('biocodec.tueg', path).save_pretrained(dir) and zoo.load(dir). The file holds "
+            "optimizer and scheduler states too, all plain tensors and numbers, so weights_only loading reads it."
         ),
     ),
 )

@@ -43,7 +43,6 @@ Differences from upstream:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,7 +61,6 @@ __all__: list[str] = [
     "complementary_masks",
     "convert_tfm_tokenizer",
     "griffin_lim",
-    "load_upstream_checkpoint",
     "magnitude_stft",
 ]
 
@@ -408,21 +406,6 @@ def convert_tfm_tokenizer(
     return out
 
 
-def load_upstream_checkpoint(path: str | Path, name: str = "tfm_tokenizer", **overrides: Any) -> TFMTokenizer:
-    """Build ``name`` and load an upstream ``tfm_tokenizer_last.pth`` (downloaded by hand from the
-    GitHub repository's ``pretrained_weigths/`` folder). Save it with ``save_pretrained(dir)``; then
-    ``zoo.load(dir)`` loads it like any zoo model. ``window_samples=2000`` gives TUAB's 10 s windows."""
-    from ..._factory import create
-    from ...hub import load_weights
-
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and "state_dict" in state:
-        state = state["state_dict"]
-    model = create(name, **overrides)
-    load_weights(model, convert_tfm_tokenizer(state, model), str(path))  # type: ignore[arg-type]
-    return model.eval()  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------------------------------- registry
 _PAPER: dict[str, Any] = {}
 _TINY: dict[str, Any] = {
@@ -461,11 +444,11 @@ _WEIGHTS = {
     "tuev": ("single_dataset_settings/TUEV_tfm_tokenizer_2x2x8", "trained on TUEV (5 s windows)"),
     "tuab": (
         "single_dataset_settings/TUAB_tfm_tokenizer_2x2x8",
-        "trained on TUAB (10 s windows: pass window_samples=2000 to load_upstream_checkpoint)",
+        "trained on TUAB (10 s windows: pass window_samples=2000 to zoo.load_upstream)",
     ),
     "chbmit": (
         "single_dataset_settings/CHBMIT_tfm_tokenizer_2x2x8",
-        "trained on CHB-MIT (10 s windows: pass window_samples=2000 to load_upstream_checkpoint)",
+        "trained on CHB-MIT (10 s windows: pass window_samples=2000 to zoo.load_upstream)",
     ),
 }
 for _tag, (_folder, _what) in _WEIGHTS.items():
@@ -475,14 +458,15 @@ for _tag, (_folder, _what) in _WEIGHTS.items():
             hf_hub_id=None,  # type: ignore[arg-type]  # in the GitHub repository only: no Hub repo exists
             filename=f"pretrained_weigths/{_folder}/tfm_tokenizer_last.pth",
             converter="convert_tfm_tokenizer",
+            checkpoint_key=("state_dict", None),  # a Lightning checkpoint or the bare state dict
             license="MIT",
             paper="arXiv:2502.16060",
             upstream=f"{_REPO} (file pretrained_weigths/{_folder}/tfm_tokenizer_last.pth)",
             description=(
                 f"TFM-Tokenizer 2x2x8 {_what}. The weights are in the authors' GitHub repository, not on "
                 f"the Hub: download pretrained_weigths/{_folder}/tfm_tokenizer_last.pth from {_REPO} by "
-                "hand, then zoo.models.eeg.tfm_tokenizer.load_upstream_checkpoint(path).save_pretrained(dir) "
-                "and zoo.load(dir)."
+                f"hand, then zoo.load_upstream('tfm_tokenizer.{_tag}', path).save_pretrained(dir) and "
+                "zoo.load(dir)."
             ),
         ),
     )

@@ -51,7 +51,7 @@ from ...quantizers import VectorQuantizer
 from ...tokenizer import ImageTokenizer, TokenizerOutput
 from ...tokens import Tokens
 
-__all__: list[str] = ["ReTok", "convert_retok", "load_upstream_checkpoint", "multilevel_pool"]
+__all__: list[str] = ["ReTok", "convert_retok", "multilevel_pool"]
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -692,23 +692,6 @@ def convert_retok(
     return out
 
 
-def load_upstream_checkpoint(path: str | Path, name: str = "retok", **overrides: Any) -> ReTok:
-    """Build ``name`` and load a released checkpoint file (e.g. ``VQ_SB256_e250.pt`` downloaded by hand
-    from the authors' Google Drive), preferring its ``ema`` weights as upstream's loader does.
-
-    Save the result with ``save_pretrained(dir)``; ``zoo.load(dir)`` then loads it like any zoo model.
-    """
-    from ..._factory import create
-    from ...hub import load_weights, read_state_dict
-
-    raw = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
-    key = next((k for k in ("ema", "model", "state_dict") if isinstance(raw, Mapping) and k in raw), None)
-    state = raw[key] if key is not None else read_state_dict(Path(path))
-    model = create(name, **overrides)
-    load_weights(model, convert_retok(state, model), str(path))  # type: ignore[arg-type]
-    return model.eval()  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------------------------------- registry
 _PAPER: dict[str, Any] = {}
 _TINY: dict[str, Any] = {
@@ -753,13 +736,13 @@ register_pretrained(
         hf_hub_id=None,  # type: ignore[arg-type]  # Google Drive only: no Hub repo exists
         filename="VQ_SB256_e250.pt",
         converter="convert_retok",
-        checkpoint_key="model",
+        checkpoint_key=("ema", "model"),  # upstream's loader prefers the EMA weights
         paper="arXiv:2601.01535",
         upstream="https://github.com/zfu006/ReTok @ ffaa8a7 (weights: Google Drive folder linked in README)",
         description=(
             "ReTok-S-B trained 250 epochs on ImageNet-1k at 256 px. Hosted on Google Drive only, so it "
             "cannot be fetched from the Hub: download VQ_SB256_e250.pt by hand, then "
-            "zoo.models.image.retok.load_upstream_checkpoint(path).save_pretrained(dir) and zoo.load(dir)."
+            "zoo.load_upstream('retok.sb256_e250', path).save_pretrained(dir) and zoo.load(dir)."
         ),
         metrics={"rFID (ImageNet val, 256px, 256 tokens)": 1.01},
     ),
