@@ -177,7 +177,9 @@ def test_save_load_and_hub_round_trip(tmp_path, tiny, hub) -> None:
 def test_released_checkpoint_is_not_on_the_hub() -> None:
     info = zoo.info("biocodec.tueg")
     assert info["family"] == "biocodec" and info["parameters"] == 3_152_770
-    with pytest.raises(HubError, match=r"not hosted.*biocodec_ckpt\.pt.*zoo\.load_upstream\('biocodec\.tueg'"):
+    with pytest.raises(
+        HubError, match=r"not hosted.*biocodec_ckpt\.pt.*zoo\.load_upstream\('biocodec\.tueg'"
+    ):
         zoo.load("biocodec.tueg")
 
 

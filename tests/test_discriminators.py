@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from zoo.nn import (
+    CombinedDiscriminator,
     DiscriminatorOutput,
     MultiBandResolutionDiscriminator,
     MultiPeriodDiscriminator,
@@ -111,6 +112,43 @@ def test_merge_concatenates_sub_discriminators() -> None:
     merged = DiscriminatorOutput.merge(periods, bands)
     assert merged.logits == [*periods.logits, *bands.logits]
     assert len(merged.features) == 3
+
+
+def test_combined_members_keep_their_own_gan_losses() -> None:
+    """WavTokenizer's set: its MPD and MRD under hinge losses, DAC's band MRD under least squares; the
+    trainer's default fills members without a name, and mixed losses average per sub-discriminator."""
+    from zoo.losses import gan_loss
+    from zoo.losses.gan import mixed_discriminator_loss, mixed_generator_loss
+
+    x, y = torch.randn(AUDIO_SHAPE), torch.randn(AUDIO_SHAPE)
+    combined = CombinedDiscriminator(
+        [
+            MultiPeriodDiscriminator((2, 3), channels=(4, 8)),
+            MultiBandResolutionDiscriminator((128,), channels=4),
+        ],
+        gan_losses=[None, "least_squares"],
+    )
+    real, fake = combined(x), combined(y)
+    assert real.loss_names() == [None, None, "least_squares"]
+    names = [n or "hinge" for n in fake.loss_names()]
+    expected_g = (
+        gan_loss("hinge").generator(fake.logits[:2]) * 2
+        + gan_loss("least_squares").generator(fake.logits[2:])
+    ) / 3
+    torch.testing.assert_close(mixed_generator_loss(fake.logits, names), expected_g)
+    d_hinge = gan_loss("hinge").discriminator(real.logits[:2], fake.logits[:2])
+    d_ls = gan_loss("least_squares").discriminator(real.logits[2:], fake.logits[2:])
+    torch.testing.assert_close(
+        mixed_discriminator_loss(real.logits, fake.logits, names), (2 * d_hinge + d_ls) / 3
+    )
+    # one loss for all: the same numbers as the plain loss
+    torch.testing.assert_close(
+        mixed_generator_loss(fake.logits, ["hinge"] * 3), gan_loss("hinge").generator(fake.logits)
+    )
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        CombinedDiscriminator([MultiPeriodDiscriminator((2,), channels=(4,))], gan_losses=["wasserstein"])
+    with pytest.raises(ValueError, match="1 GAN losses named for 2"):
+        CombinedDiscriminator([combined, combined], gan_losses=["hinge"])
 
 
 def test_unknown_patch_norm_is_rejected() -> None:

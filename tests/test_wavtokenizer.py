@@ -3,6 +3,8 @@ the upstream converter."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from tokenizer_checks import (
@@ -159,20 +161,23 @@ def test_converter_folds_weight_norm_and_reports_foreign_layouts() -> None:
         convert_wavtokenizer(upstream, model)
 
 
-def test_paper_recipe_discriminators_combine_into_one() -> None:
-    from zoo.nn import (
-        CombinedDiscriminator,
-        MultiPeriodDiscriminator,
-        MultiResolutionDiscriminator,
-        MultiScaleSTFTDiscriminator,
-    )
+def test_paper_recipe_discriminators_combine_into_one(tmp_path) -> None:
+    """The recipe's discriminator as the trainer builds it: WavTokenizer's MPD and MRD judged with the hinge
+    loss, DAC's MPD and band MRD with least squares."""
+    import yaml
+    from jsonargparse import ArgumentParser
 
-    d = CombinedDiscriminator(
-        [
-            MultiPeriodDiscriminator(channels=(4, 8, 8, 8, 8), num_embeddings=4),
-            MultiResolutionDiscriminator(channels=8, num_embeddings=4),
-            MultiScaleSTFTDiscriminator(),
-        ]
+    from zoo.nn import CombinedDiscriminator
+
+    recipe = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "recipes/wavtokenizer_75.yaml").read_text()
     )
-    out = d(torch.randn(2, 1, 4800) * 0.1)
-    assert len(out.logits) == len(out.features) == 5 + 3 + len(d.discriminators[2].discriminators)
+    parser = ArgumentParser()
+    parser.add_argument("--discriminator", type=CombinedDiscriminator)
+    config = parser.parse_object({"discriminator": recipe["model"]["init_args"]["discriminator"]})
+    d = parser.instantiate_classes(config).discriminator
+    assert recipe["model"]["init_args"]["gan_loss"] == "hinge"
+    out = d(torch.randn(1, 1, 4800) * 0.1)
+    dac = d.discriminators[2](torch.randn(1, 1, 4800) * 0.1)
+    assert len(out.logits) == len(out.features) == 5 + 3 + len(dac.logits)
+    assert out.loss_names() == [None] * 8 + ["least_squares"] * len(dac.logits)

@@ -209,3 +209,17 @@ class LeCamRegularizer(nn.Module):
             return F.relu(real - self.ema_fake).square().mean() + F.relu(self.ema_real - fake).square().mean()
 
         return _mean_over_pairs(real_logits, fake_logits, penalty)
+
+
+def mixed_generator_loss(fake_logits: Sequence[torch.Tensor], names: Sequence[str]) -> torch.Tensor:
+    """Mean over sub-discriminators of each map's generator loss under its own named GAN loss."""
+    return torch.stack([gan_loss(n).generator([f]) for f, n in zip(fake_logits, names, strict=True)]).mean()
+
+
+def mixed_discriminator_loss(
+    real_logits: Sequence[torch.Tensor], fake_logits: Sequence[torch.Tensor], names: Sequence[str]
+) -> torch.Tensor:
+    """Mean over sub-discriminators of each pair's discriminator loss under its own named GAN loss."""
+    return torch.stack(
+        [gan_loss(n).discriminator([r], [f]) for r, f, n in zip(real_logits, fake_logits, names, strict=True)]
+    ).mean()

@@ -58,17 +58,33 @@ class DiscriminatorOutput:
     Args:
         logits: real-vs-fake score maps ``[B, ...]`` (one map per sub-discriminator; losses average it).
         features: each sub-discriminator's hidden activations in layer order, for feature matching.
+        gan_losses: the GAN loss each map is judged with (``zoo.losses.gan_loss`` names), or ``None``
+            for the trainer's ``gan_loss`` (a combination may mix them, as WavTokenizer does).
     """
 
     logits: list[torch.Tensor]
     features: list[list[torch.Tensor]]
+    gan_losses: list[str | None] | None = None
+
+    def loss_names(self) -> list[str | None]:
+        """One entry per logits map (``None``: the trainer's default)."""
+        return list(self.gan_losses) if self.gan_losses is not None else [None] * len(self.logits)
 
     @classmethod
     def merge(cls, *outputs: DiscriminatorOutput) -> DiscriminatorOutput:
         """Concatenate several discriminators' outputs (DAC's discriminator is an MPD plus a band MRD)."""
+        names = [n for out in outputs for n in out.loss_names()]
         return cls(
             logits=[t for out in outputs for t in out.logits],
             features=[f for out in outputs for f in out.features],
+            gan_losses=None if all(n is None for n in names) else names,
+        )
+
+    def judged_with(self, name: str | None) -> DiscriminatorOutput:
+        """The same maps, all judged with ``name`` (entries that already name a loss keep theirs)."""
+        names = [own if own is not None else name for own in self.loss_names()]
+        return DiscriminatorOutput(
+            self.logits, self.features, None if all(n is None for n in names) else names
         )
 
 
@@ -567,15 +583,32 @@ class MultiScaleSTFTDiscriminator(nn.Module):
 
 class CombinedDiscriminator(nn.Module):
     """Several discriminators judged as one: their outputs are merged, so GAN and feature-matching losses
-    average over every sub-discriminator of every member (WavTokenizer's MPD + MRD + MS-STFT, DAC's
-    MPD + band MRD), and one optimizer trains them all.
+    average over every sub-discriminator of every member (WavTokenizer's MPD + MRD + DAC's MPD and band
+    MRD), and one optimizer trains them all.
+
+    ``gan_losses`` names each member's GAN loss (``None``: the trainer's ``gan_loss``); WavTokenizer
+    judges its own MPD and MRD with hinge losses and DAC's pair with least squares.
     """
 
-    def __init__(self, discriminators: Sequence[nn.Module]) -> None:
+    def __init__(
+        self, discriminators: Sequence[nn.Module], gan_losses: Sequence[str | None] | None = None
+    ) -> None:
         super().__init__()
         if not discriminators:
             raise ValueError("CombinedDiscriminator needs at least one discriminator")
+        if gan_losses is not None and len(gan_losses) != len(discriminators):
+            raise ValueError(f"{len(gan_losses)} GAN losses named for {len(discriminators)} discriminators")
+        if gan_losses is not None:
+            from ..losses.gan import gan_loss
+
+            for name in gan_losses:
+                if name is not None:
+                    gan_loss(name)  # an unknown name fails here, not at the first GAN step
         self.discriminators = nn.ModuleList(discriminators)
+        self.gan_losses = None if gan_losses is None else list(gan_losses)
 
     def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
-        return DiscriminatorOutput.merge(*(d(x) for d in self.discriminators))
+        names = self.gan_losses or [None] * len(self.discriminators)
+        return DiscriminatorOutput.merge(
+            *(d(x).judged_with(name) for d, name in zip(self.discriminators, names, strict=True))
+        )

@@ -130,6 +130,9 @@ class TokenizerModule(L.LightningModule):
         self.discriminator = discriminator
         if discriminator is not None:
             from ..losses import LeCamRegularizer
+            from ..losses import gan_loss as check_gan_loss
+
+            check_gan_loss(gan_loss)  # an unknown name fails when the recipe loads
 
             self.lecam = LeCamRegularizer() if lecam_weight > 0 else None
         self.ema = EMAWeights(self.tokenizer, ema_decay) if ema_decay else None
@@ -199,10 +202,10 @@ class TokenizerModule(L.LightningModule):
             terms[f"rec/{name}"] = weight * value
         return terms
 
-    def _gan_losses(self) -> Any:
-        from ..losses import gan_loss
-
-        return gan_loss(self.hparams.gan_loss)
+    def _loss_names(self, out: Any) -> list[str]:
+        """The GAN loss of each of the discriminator's maps: its own (a `CombinedDiscriminator` member's)
+        or the recipe's ``gan_loss``."""
+        return [name or self.hparams.gan_loss for name in out.loss_names()]
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> Any:
@@ -283,11 +286,12 @@ class TokenizerModule(L.LightningModule):
     def _generator_adversarial(
         self, x: torch.Tensor, recon: torch.Tensor, rec_total: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        generator_loss = self._gan_losses().generator
+        from ..losses.gan import mixed_generator_loss
+
         self.discriminator.requires_grad_(False)
         try:
             fake = self.discriminator(recon)
-            adversarial = generator_loss(fake.logits)
+            adversarial = mixed_generator_loss(fake.logits, self._loss_names(fake))
             weight = torch.tensor(self.hparams.gan_weight, device=x.device)
             last = self.tokenizer.last_layer()
             if self.hparams.adaptive_gan_weight and last is not None and torch.is_tensor(rec_total):
@@ -308,9 +312,10 @@ class TokenizerModule(L.LightningModule):
             self.discriminator.requires_grad_(True)
 
     def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor, opt_d: Any) -> dict[str, torch.Tensor]:
-        discriminator_loss = self._gan_losses().discriminator
+        from ..losses.gan import mixed_discriminator_loss
+
         real_out, fake_out = self.discriminator(x), self.discriminator(fake)
-        d_loss = discriminator_loss(real_out.logits, fake_out.logits)
+        d_loss = mixed_discriminator_loss(real_out.logits, fake_out.logits, self._loss_names(real_out))
         terms = {"gan/discriminator": d_loss}
         if self.lecam is not None:
             terms["gan/lecam"] = self.hparams.lecam_weight * self.lecam(real_out.logits, fake_out.logits)
