@@ -181,6 +181,24 @@ def test_warmup_then_cosine() -> None:
     assert all(a >= b for a, b in itertools.pairwise(factors[4:]))
 
 
+def test_loss_args_configure_the_named_loss_module() -> None:
+    """A recipe can set the mel loss to Vocos's single 100-band mel (WavTokenizer's paper recipe does);
+    arguments for terms the recipe does not use, or that the module does not take, fail at load time."""
+    from zoo.losses import MultiResolutionMelLoss
+
+    args = {"window_lengths": [1024], "n_mels": [100], "natural_log": True, "floor": 1e-7}
+    module = TokenizerModule("wavtokenizer_tiny", losses={"mel": 1.0}, loss_args={"mel": args})
+    mel = module._loss_module("mel")
+    assert isinstance(mel, MultiResolutionMelLoss) and mel.windows == [(1024, 256)] and mel.natural_log
+    x, y = torch.randn(2, 1, 4800) * 0.1, torch.randn(2, 1, 4800) * 0.1
+    expected = MultiResolutionMelLoss(sample_rate=24000, **args)(x, y)
+    torch.testing.assert_close(module.reconstruction_losses(x, y)["rec/mel"], expected)
+    with pytest.raises(ValueError, match="loss_args for 'stft'"):
+        TokenizerModule("wavtokenizer_tiny", losses={"mel": 1.0}, loss_args={"stft": {}})
+    with pytest.raises(TypeError, match="n_mel"):
+        TokenizerModule("wavtokenizer_tiny", losses={"mel": 1.0}, loss_args={"mel": {"n_mel": [80]}})
+
+
 def test_unknown_or_misplaced_losses_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown loss 'ssim'"):
         TokenizerModule("vq16_tiny", losses={"ssim": 1.0})

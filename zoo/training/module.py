@@ -47,6 +47,9 @@ class TokenizerModule(L.LightningModule):
             own losses (``vq/...``, and ``rec/...`` from models that score their reconstruction
             themselves) are always added, already weighted; ``{}`` trains on those alone. Terms
             compare ``recon`` with the output's ``target`` when the model sets one (a spectrogram).
+        loss_args: constructor arguments of the named terms' loss modules, e.g. Vocos's single mel
+            ``{"mel": {"window_lengths": [1024], "n_mels": [100], "natural_log": true}}`` (see
+            ``zoo.losses.MultiResolutionMelLoss``, ``MultiResolutionSTFTLoss``, ``EEGReconstructionLoss``).
         perceptual_weights: file with the perceptual backbone's weights (safetensors or a torch file);
             without it the perceptual term uses a frozen random-feature network, stated in the log
             and the exported model card. Nothing is ever downloaded.
@@ -80,6 +83,7 @@ class TokenizerModule(L.LightningModule):
         model: str,
         model_args: dict[str, Any] | None = None,
         losses: dict[str, float] | None = None,
+        loss_args: dict[str, dict[str, Any]] | None = None,
         perceptual_weights: str | None = None,
         perceptual_backbone: str = "vgg16",
         discriminator: nn.Module | None = None,
@@ -119,6 +123,14 @@ class TokenizerModule(L.LightningModule):
         # Frozen loss networks live outside the module tree: they are not trained, checkpointed or
         # exported, and are moved to the module's device when first used.
         self._loss_modules: dict[str, nn.Module] = {}
+        self.loss_args = {name: dict(args) for name, args in (loss_args or {}).items()}
+        for name in self.loss_args:
+            if name not in ("mel", "stft", "eeg") or name not in self.loss_weights:
+                raise ValueError(
+                    f"loss_args for {name!r}: only the configurable terms (mel, stft, eeg) among the "
+                    f"recipe's losses {sorted(self.loss_weights)} take arguments"
+                )
+            self._loss_module(name)  # a wrong argument fails when the recipe loads
         self.perceptual_source: str | None = None
         if "perceptual" in self.loss_weights:
             from ..losses import PerceptualLoss
@@ -177,12 +189,13 @@ class TokenizerModule(L.LightningModule):
         if name not in self._loss_modules:
             from .. import losses
 
+            args = self.loss_args.get(name, {})
             if name == "mel":
-                module = losses.MultiResolutionMelLoss(sample_rate=self.tokenizer.sample_rate)
+                module = losses.MultiResolutionMelLoss(sample_rate=self.tokenizer.sample_rate, **args)
             elif name == "stft":
-                module = losses.MultiResolutionSTFTLoss()
+                module = losses.MultiResolutionSTFTLoss(**args)
             else:
-                module = losses.EEGReconstructionLoss()
+                module = losses.EEGReconstructionLoss(**args)
             self._loss_modules[name] = module
         module = self._loss_modules[name]
         return module.to(self.device)
