@@ -45,6 +45,7 @@ from ...nn.streaming import Patchify, ProjectedTransformer, StreamingState, Unpa
 from ...quantizers import QuantizerOutput, ResidualVQ
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
+from .._weight_norm import fold_weight_norm, split_weight_norm
 
 __all__: list[str] = ["CAT", "CATQuantizer", "CATStreamingDecoder", "CATStreamingEncoder", "convert_cat"]
 
@@ -388,18 +389,12 @@ class CATStreamingDecoder:
 
 
 # ---------------------------------------------------------------------------------------------- converter
-_WN = re.compile(r"(.+)\.parametrizations\.weight\.original([01])")
 _MOSHI_ATTN = {
     "in_proj_weight": "in_projs.0.weight",
     "in_proj.weight": "in_projs.0.weight",
     "out_proj.weight": "out_projs.0.weight",
 }
 _STAGE = re.compile(r"quantizer\.quantizers\.(\d+)\.(in_proj|out_proj|codebook)\.(weight|bias)")
-
-
-def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``w = g * v / |v|`` with the norm over every axis but the first (``weight_norm(dim=0)``)."""
-    return g * v / v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
 
 
 def convert_cat(state_dict: Mapping[str, torch.Tensor], model: CAT | None = None) -> dict[str, torch.Tensor]:
@@ -410,21 +405,9 @@ def convert_cat(state_dict: Mapping[str, torch.Tensor], model: CAT | None = None
     (``self_attn.in_proj_weight``) are accepted as upstream's load hook accepts them; the quantizer's
     stages move under ``quantizer.rvq.layers.{k}`` with their 1x1 convs as linear maps.
     """
-    state = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    folded: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        match = _WN.fullmatch(key)
-        legacy = re.fullmatch(r"(.+)\.weight_([gv])", key)
-        if match or legacy:
-            stem, which = (match[1], match[2]) if match else (legacy[1], "0" if legacy[2] == "g" else "1")
-            if which == "1":
-                continue
-            names = (f"{stem}.parametrizations.weight.original1", f"{stem}.weight_v")
-            v = next((state[n] for n in names if n in state), None)
-            if v is None:
-                raise KeyError(f"{names[0] if match else names[1]} (weight norm's direction) is missing")
-            folded[f"{stem}.weight"] = _fold_weight_norm(value, v)
-            continue
+    rest, pairs = split_weight_norm({k.removeprefix("module."): v for k, v in state_dict.items()})
+    folded = {f"{stem}.weight": fold_weight_norm(g, v) for stem, (g, v) in pairs.items()}
+    for key, value in rest.items():
         attn = re.fullmatch(r"(.+\.self_attn)\.(in_proj_weight|in_proj\.weight|out_proj\.weight)", key)
         folded[f"{attn[1]}.{_MOSHI_ATTN[attn[2]]}" if attn else key] = value
     out: dict[str, torch.Tensor] = {}

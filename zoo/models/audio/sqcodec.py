@@ -48,6 +48,7 @@ from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
+from .._weight_norm import fold_weight_norm, split_weight_norm
 
 __all__: list[str] = ["SQCodec", "convert_sqcodec", "infer_sqcodec_config", "scalar_quantize"]
 
@@ -334,11 +335,6 @@ class SQCodec(AudioTokenizer):
 
 
 # ---------------------------------------------------------------------------------------------- converter
-def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``w = g * v / |v|``, the norm over every axis but the first (torch's ``weight_norm(dim=0)``)."""
-    return g * v / v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
-
-
 def _upstream_state(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     state = state_dict.get("codec_model", state_dict)
     return {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
@@ -353,19 +349,8 @@ def convert_sqcodec(
     weight norm (``weight_g``/``weight_v``) is folded into ``weight``, and the extra ``.layer`` of upstream's
     plain ``Conv1d`` wrapper does not exist upstream either, so nothing else is renamed.
     """
-    state = _upstream_state(state_dict)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.endswith(".weight_v"):
-            continue
-        if key.endswith(".weight_g"):
-            stem = key.removesuffix(".weight_g")
-            if f"{stem}.weight_v" not in state:
-                raise KeyError(f"{stem}.weight_v (weight norm's direction) is missing")
-            out[f"{stem}.weight"] = _fold_weight_norm(value, state[f"{stem}.weight_v"])
-            continue
-        out[key] = value
-    return out
+    rest, pairs = split_weight_norm(_upstream_state(state_dict))
+    return {**rest, **{f"{stem}.weight": fold_weight_norm(g, v) for stem, (g, v) in pairs.items()}}
 
 
 def infer_sqcodec_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from ...nn.audio import ISTFTHead, SEANetEncoder, VocosBackbone
 from ...quantizers import VectorQuantizer
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
+from .._weight_norm import fold_weight_norm, split_weight_norm
 
 __all__: list[str] = ["WavTokenizer", "convert_wavtokenizer"]
 
@@ -160,12 +161,6 @@ _CODEBOOK = {
 }
 
 
-def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``w = g * v / |v|`` with the norm over every axis but the first (``weight_norm(dim=0)``)."""
-    norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
-    return g * v / norm
-
-
 def convert_wavtokenizer(
     state_dict: Mapping[str, torch.Tensor], model: WavTokenizer | None = None
 ) -> dict[str, torch.Tensor]:
@@ -177,10 +172,10 @@ def convert_wavtokenizer(
     reports anything unexpected.
     """
     state = {k.removeprefix("state_dict.").removeprefix("module."): v for k, v in state_dict.items()}
+    rest, pairs = split_weight_norm({k: v for k, v in state.items() if k.startswith(_KEEP)})
+    folded = {f"{stem}.weight": fold_weight_norm(g, v) for stem, (g, v) in pairs.items()}
     out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if not key.startswith(_KEEP):
-            continue
+    for key, value in {**rest, **folded}.items():
         if key.startswith("feature_extractor.encodec.quantizer."):
             match = re.fullmatch(
                 r"feature_extractor\.encodec\.quantizer\.vq\.layers\.0\._codebook\.(\w+)", key
@@ -195,23 +190,8 @@ def convert_wavtokenizer(
             key = "encoder." + key.removeprefix("feature_extractor.encodec.encoder.").replace(
                 ".conv.conv.", ".conv."
             )
-            if key.endswith(".weight_v"):
-                continue
-            if key.endswith(".weight_g"):
-                stem = key.removesuffix(".weight_g")
-                out[f"{stem}.weight"] = _fold_weight_norm(value, _find_weight_v(state, stem))
-                continue
         out[key] = value
     return out
-
-
-def _find_weight_v(state: Mapping[str, torch.Tensor], stem: str) -> torch.Tensor:
-    """The upstream ``weight_v`` that pairs with our converted conv ``stem`` (``encoder.model.{i}...conv``)."""
-    rest = stem.removeprefix("encoder.").removesuffix(".conv")
-    key = f"feature_extractor.encodec.encoder.{rest}.conv.conv.weight_v"
-    if key not in state:
-        raise KeyError(f"{key} (weight norm's direction) is missing")
-    return state[key]
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -45,6 +45,7 @@ from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...nn.audio import SEANetDecoder, SEANetEncoder
 from ...quantizers import ResidualVQ
 from ...tokenizer import EEGTokenizer, TokenizerOutput
+from .._weight_norm import fold_weight_norm, split_weight_norm
 
 __all__: list[str] = ["BioCodec", "convert_biocodec"]
 
@@ -186,13 +187,6 @@ _CODEBOOK = {
     "embed": "codebook",
     "embed_avg": "embed_sum",
 }
-_WEIGHT_NORM = re.compile(r"(.*)\.(?:parametrizations\.weight\.original([01])|weight_([gv]))$")
-
-
-def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``w = g * v / |v|`` with the norm over every axis but the first (``weight_norm(dim=0)``)."""
-    norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
-    return g * v / norm
 
 
 def convert_biocodec(
@@ -207,36 +201,32 @@ def convert_biocodec(
     so strict loading reports anything unexpected.
     """
     keep_weight_norm = model is None or any(".parametrizations.weight." in k for k in model.state_dict())
-    state = {k.replace("_orig_mod.", "").removeprefix("module."): v for k, v in state_dict.items()}
+    state = {
+        k.replace("_orig_mod.", "")
+        .removeprefix("module.")
+        .replace(".conv.conv.", ".conv.")
+        .replace(".convtr.convtr.", ".convtr."): v
+        for k, v in state_dict.items()
+    }
+    rest, pairs = split_weight_norm(state)
     out: dict[str, torch.Tensor] = {}
-    pairs: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        key = key.replace(".conv.conv.", ".conv.").replace(".convtr.convtr.", ".convtr.")
+    for key, value in rest.items():
         match = re.fullmatch(r"quantizer\.vq\.layers\.(\d+)\.(.+)", key)
         if match:
-            stage, rest = match.groups()
-            if rest.startswith("_codebook."):
-                name = _CODEBOOK.get(rest.removeprefix("_codebook."), rest)
+            stage, rest_key = match.groups()
+            if rest_key.startswith("_codebook."):
+                name = _CODEBOOK.get(rest_key.removeprefix("_codebook."), rest_key)
                 value = value.reshape(()).bool() if name == "initted" else value
-                rest = name
-            out[f"quantizer.layers.{stage}.{rest}"] = value
-            continue
-        wn = _WEIGHT_NORM.fullmatch(key)
-        if wn:
-            stem, new_style, old_style = wn.groups()
-            part = "g" if new_style == "0" or old_style == "g" else "v"
-            pairs.setdefault(stem, {})[part] = value
+                rest_key = name
+            out[f"quantizer.layers.{stage}.{rest_key}"] = value
             continue
         out[key] = value
-    for stem, pair in pairs.items():
-        if set(pair) != {"g", "v"}:
-            missing = "gain (original0)" if "g" not in pair else "direction (original1)"
-            raise KeyError(f"{stem}: weight norm's {missing} is missing")
+    for stem, (g, v) in pairs.items():
         if keep_weight_norm:
-            out[f"{stem}.parametrizations.weight.original0"] = pair["g"]
-            out[f"{stem}.parametrizations.weight.original1"] = pair["v"]
+            out[f"{stem}.parametrizations.weight.original0"] = g
+            out[f"{stem}.parametrizations.weight.original1"] = v
         else:
-            out[f"{stem}.weight"] = _fold_weight_norm(pair["g"], pair["v"])
+            out[f"{stem}.weight"] = fold_weight_norm(g, v)
     return out
 
 
