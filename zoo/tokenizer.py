@@ -304,7 +304,25 @@ class ImageTokenizer(Tokenizer):
         return decoded[0].clamp(0, 1)
 
 
-class AudioTokenizer(Tokenizer):
+class SignalTokenizer(Tokenizer):
+    """Tokenizers of sampled signals (audio, EEG): one token position every ``hop_length`` samples at
+    ``sample_rate``, so the rates follow from the two."""
+
+    sample_rate: float = 24000
+    hop_length: int = 320
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Token positions per second of one channel (each position carries one id per codebook)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bits_per_second(self) -> float:
+        """Bits per second of one channel."""
+        return self.tokens_per_second * self.bits_per_token
+
+
+class AudioTokenizer(SignalTokenizer):
     """Audio tokenizers: inputs and outputs are ``[B, channels, T]`` floats, nominally in ``[-1, 1]``.
 
     Encoders downsample by ``hop_length``: inputs are zero-padded at the end to a multiple of it, and
@@ -317,15 +335,6 @@ class AudioTokenizer(Tokenizer):
     sample_rate: int = 24000
     channels: int = 1
     hop_length: int = 320
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Token positions per second of audio (each position carries one id per codebook)."""
-        return self.sample_rate / self.hop_length
-
-    @property
-    def bits_per_second(self) -> float:
-        return self.tokens_per_second * self.bits_per_token
 
     @property
     def input_spec(self) -> dict[str, Any]:
@@ -398,7 +407,7 @@ class AudioTokenizer(Tokenizer):
         return decoded[0].clamp(-1, 1), self.sample_rate
 
 
-class EEGTokenizer(Tokenizer):
+class EEGTokenizer(SignalTokenizer):
     """EEG tokenizers: channel-agnostic models that tokenize every channel of every window on its own.
 
     ``encode(x)`` takes a recording batch ``[B, C, T]`` at ``sample_rate`` in any unit (microvolts as
@@ -438,16 +447,6 @@ class EEGTokenizer(Tokenizer):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ spec
-    @property
-    def tokens_per_second(self) -> float:
-        """Token positions per second of one channel (each carries one id per codebook)."""
-        return self.sample_rate / self.hop_length
-
-    @property
-    def bits_per_second(self) -> float:
-        """Bits per second of one channel."""
-        return self.tokens_per_second * self.bits_per_token
-
     @property
     def input_spec(self) -> dict[str, Any]:
         return {
