@@ -56,6 +56,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def speech(shared_data: Path) -> dict[str, tuple[torch.Tensor, int]]:
+    """Real speech at its stored rates: codec2's 8 kHz and pocketsphinx's 16 kHz recordings."""
+    from zoo.io.audio import read_audio
+
+    return {
+        "8k": read_audio(shared_data / "audio/codec2/big_dog.wav"),
+        "16k": read_audio(shared_data / "audio/pocketsphinx/cards/002.wav"),
+    }
+
+
 def _photo_crops(size: int) -> torch.Tensor:
     """Real photographs shipped inside scikit-image, centre-cropped and resized: [N, 3, size, size] in [0, 1]."""
     from skimage import data

@@ -12,6 +12,7 @@ from tokenizer_checks import (
     assert_batch_equals_single_items,
     assert_every_parameter_has_a_gradient,
     assert_round_trips,
+    assert_training_reduces_loss,
     random_state_dict,
 )
 
@@ -122,17 +123,9 @@ def test_training_steps_reduce_the_loss(windows, single_thread) -> None:
     """The paper's objective (0.2 Huber + multi-scale STFT) plus the commitment loss, Adam (0.5, 0.9)."""
     torch.manual_seed(0)
     model = zoo.create("biocodec_tiny").train()
-    loss_fn = EEGReconstructionLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3, betas=(0.5, 0.9))
-    losses = []
-    for step in range(60):
-        out = model.training_output(windows, step)
-        loss = loss_fn(out.recon, windows) + sum(out.losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+    assert_training_reduces_loss(
+        model, windows, steps=60, lr=5e-3, ratio=0.8, reconstruction=EEGReconstructionLoss(), betas=(0.5, 0.9)
+    )
 
 
 def test_causal_seanet_and_detached_residuals() -> None:

@@ -11,13 +11,17 @@ import pytest
 import torch
 from cat_layout import cat_shapes, parameter_count, reference_encode_decode, upstream_config
 from safetensors.torch import save as save_safetensors
-from tokenizer_checks import assert_batch_equals_single_items, assert_round_trips, random_state_dict
+from tokenizer_checks import (
+    assert_batch_equals_single_items,
+    assert_round_trips,
+    assert_training_reduces_loss,
+    random_state_dict,
+)
 
 import zoo
 from zoo._registry import unregister_pretrained
 from zoo.errors import CheckpointError, HubError
 from zoo.hub import load_weights
-from zoo.io.audio import read_audio
 from zoo.losses import MultiResolutionMelLoss
 from zoo.models.audio.cat import convert_cat
 
@@ -44,15 +48,6 @@ TINY_UPSTREAM = upstream_config(
 @pytest.fixture
 def tiny() -> zoo.Tokenizer:
     return zoo.create("cat_tiny").eval()
-
-
-@pytest.fixture(scope="module")
-def speech(shared_data) -> dict[str, tuple[torch.Tensor, int]]:
-    """Real speech at its stored rates: codec2's 8 kHz and pocketsphinx's 16 kHz recordings."""
-    return {
-        "8k": read_audio(shared_data / "audio/codec2/big_dog.wav"),
-        "16k": read_audio(shared_data / "audio/pocketsphinx/cards/002.wav"),
-    }
 
 
 def _upstream_tiny(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -182,17 +177,16 @@ def test_training_steps_reduce_the_loss(speech, single_thread) -> None:
     model = zoo.create("cat_tiny").train()
     x = model.prepare(speech["8k"])[..., 4800 : 4800 + 4 * 4800].reshape(4, 1, 4800)
     mel = MultiResolutionMelLoss(sample_rate=24000, window_lengths=(256, 1024), n_mels=(40, 80))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.9))
-    losses = []
-    for step in range(40):
-        out = model.training_output(x, step)
-        loss = mel(out.recon, x) + sum(out.losses.values())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses
+    assert_training_reduces_loss(
+        model,
+        x,
+        lr=1e-3,
+        ratio=0.85,
+        reconstruction=mel,
+        optimizer=torch.optim.AdamW,
+        betas=(0.8, 0.9),
+        grad_clip=0.5,
+    )
 
 
 def test_save_load_and_hub_round_trip(tmp_path, tiny, hub) -> None:

@@ -10,12 +10,12 @@ from tokenizer_checks import (
     assert_batch_equals_single_items,
     assert_every_parameter_has_a_gradient,
     assert_round_trips,
+    assert_training_reduces_loss,
     random_state_dict,
 )
 
 import zoo
 from zoo.hub import load_weights
-from zoo.io.audio import read_audio
 from zoo.losses import MultiResolutionMelLoss
 from zoo.models.audio.reasoningcodec import ReasoningCodec, convert_reasoningcodec, split_teacher_weights
 from zoo.nn.teachers import FrozenTeacher, MelConvTeacher
@@ -53,14 +53,6 @@ TINY_LAYOUT = {
 def tiny() -> ReasoningCodec:
     torch.manual_seed(0)
     return zoo.create("reasoningcodec_tiny").eval()
-
-
-@pytest.fixture(scope="module")
-def speech(shared_data) -> dict[str, tuple[torch.Tensor, int]]:
-    return {
-        "8k": read_audio(shared_data / "audio/codec2/big_dog.wav"),
-        "16k": read_audio(shared_data / "audio/pocketsphinx/cards/002.wav"),
-    }
 
 
 def own_parameters(model: ReasoningCodec) -> int:
@@ -237,17 +229,7 @@ def test_training_steps_reduce_the_loss(speech, single_thread) -> None:
     model = zoo.create("reasoningcodec_tiny").train()
     x = model.prepare(speech["8k"])[..., 4800 : 4800 + 2 * 9600].reshape(2, 1, 9600)
     mel = MultiResolutionMelLoss(sample_rate=24000, window_lengths=(256, 1024), n_mels=(40, 80))
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    losses = []
-    for step in range(25):
-        out = model.training_output(x, step)
-        loss = mel(out.recon, x) + sum(out.losses.values())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses
+    assert_training_reduces_loss(model, x, steps=25, lr=2e-3, ratio=0.85, reconstruction=mel, grad_clip=1.0)
 
 
 def test_save_load_and_hub_round_trip(tmp_path, tiny, hub) -> None:

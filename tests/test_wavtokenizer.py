@@ -11,6 +11,7 @@ from tokenizer_checks import (
     assert_batch_equals_single_items,
     assert_every_parameter_has_a_gradient,
     assert_round_trips,
+    assert_training_reduces_loss,
     random_state_dict,
 )
 from wavtokenizer_layout import inference_parameter_count, wavtokenizer_shapes
@@ -18,7 +19,6 @@ from wavtokenizer_layout import inference_parameter_count, wavtokenizer_shapes
 import zoo
 from zoo.errors import CheckpointError
 from zoo.hub import load_weights
-from zoo.io.audio import read_audio
 from zoo.losses import MultiResolutionMelLoss
 from zoo.models.audio.wavtokenizer import convert_wavtokenizer
 
@@ -33,15 +33,6 @@ TINY_UPSTREAM = {"n_filters": 8, "latent_dim": 32, "dim": 64, "intermediate_dim"
 @pytest.fixture
 def tiny() -> zoo.Tokenizer:
     return zoo.create("wavtokenizer_tiny").eval()
-
-
-@pytest.fixture(scope="module")
-def speech(shared_data) -> dict[str, tuple[torch.Tensor, int]]:
-    """Real speech at its stored rates: codec2's 8 kHz and pocketsphinx's 16 kHz recordings."""
-    return {
-        "8k": read_audio(shared_data / "audio/codec2/big_dog.wav"),
-        "16k": read_audio(shared_data / "audio/pocketsphinx/cards/002.wav"),
-    }
 
 
 @pytest.mark.parametrize("name", ["wavtokenizer_75", "wavtokenizer_40"])
@@ -111,17 +102,7 @@ def test_training_steps_reduce_the_loss(speech, single_thread) -> None:
     model = zoo.create("wavtokenizer_tiny").train()
     x = model.prepare(speech["8k"])[..., 4800 : 4800 + 4 * 6000].reshape(4, 1, 6000)
     mel = MultiResolutionMelLoss(sample_rate=24000, window_lengths=(256, 1024), n_mels=(40, 80))
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    losses = []
-    for step in range(60):
-        out = model.training_output(x, step)
-        loss = mel(out.recon, x) + sum(out.losses.values())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5, losses
+    assert_training_reduces_loss(model, x, steps=60, lr=5e-3, ratio=0.85, reconstruction=mel, grad_clip=1.0)
 
 
 def test_save_load_and_hub_round_trip(tmp_path, tiny, hub) -> None:

@@ -42,23 +42,31 @@ def assert_batch_equals_single_items(tiny: zoo.Tokenizer, inputs: torch.Tensor) 
 
 def assert_training_reduces_loss(
     model: zoo.Tokenizer,
-    images: torch.Tensor,
+    inputs: torch.Tensor,
     *,
     steps: int = 40,
     lr: float = 1e-3,
     ratio: float = 0.7,
-    reconstruction: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.l1_loss,
+    reconstruction: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = F.l1_loss,
+    optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+    betas: tuple[float, float] = (0.9, 0.999),
+    grad_clip: float | None = None,
 ) -> list[float]:
-    """Adam steps on real images through ``training_output``; the last 5 losses must average below
-    ``ratio`` times the first 5."""
+    """Optimizer steps on real data through ``training_output``: ``reconstruction(recon, inputs)`` (``None``:
+    the model scores itself) plus the model's own losses, over its trainable parameters, with optional
+    gradient-norm clipping. The last 5 losses must average below ``ratio`` times the first 5."""
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = optimizer([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas)
     losses = []
     for step in range(steps):
-        out = model.training_output(images, step)
-        loss = reconstruction(out.recon, images) + sum(out.losses.values())
+        out = model.training_output(inputs, step)
+        loss = sum(out.losses.values())
+        if reconstruction is not None:
+            loss = reconstruction(out.recon, inputs) + loss
         opt.zero_grad()
         loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < ratio * sum(losses[:5]) / 5, losses
