@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 import torch
 
 from ._registry import family_entries, get_entry, split_model_name_tag
-from .tokenizer import Tokenizer
+from .model import ZooModel
 
-T = TypeVar("T", bound=Tokenizer)
+T = TypeVar("T", bound=ZooModel)
 
 
 def build(cls: type[T], arch: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> T:
@@ -30,7 +30,7 @@ def _init_parameters(cls: type) -> list[str]:
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
-def create(name: str, **overrides: Any) -> Tokenizer:
+def create(name: str, **overrides: Any) -> ZooModel:
     """An untrained model in a named configuration (``"vq16"``, ``"vq16_tiny"``), with overrides."""
     arch, _ = split_model_name_tag(name)
     return get_entry(arch).fn(**overrides)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._registry import family_entries, get_entry
-from .tokenizer import Tokenizer
+from .model import ZooModel
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "model_cards"
 
@@ -42,7 +42,7 @@ def template_path(family: str) -> Path | None:
     return None
 
 
-def card_variables(model: Tokenizer, **extra: Any) -> dict[str, Any]:
+def card_variables(model: ZooModel, **extra: Any) -> dict[str, Any]:
     entry = get_entry(model.arch or "")
     pretrained = next(iter(entry.pretrained.values()), None) if entry.pretrained else None
     if entry.size != "paper":
@@ -75,13 +75,14 @@ def card_variables(model: Tokenizer, **extra: Any) -> dict[str, Any]:
 
 
 def render_card(
-    model: Tokenizer, *, license: str = "apache-2.0", datasets: list[str] | None = None, **extra: Any
+    model: ZooModel, *, license: str = "apache-2.0", datasets: list[str] | None = None, **extra: Any
 ) -> str:
     """Render the model card text for ``model`` (extra keyword arguments reach the template)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     variables = card_variables(model, **extra)
-    tags = ["zoo", "tokenizer", model.modality, variables["family"]]
+    kind = "generator" if model.modality == "generator" else "tokenizer"
+    tags = ["zoo", kind, model.modality, variables["family"]]
     if variables["paper"] and str(variables["paper"]).startswith("arXiv:"):
         tags.append("arxiv:" + str(variables["paper"]).split(":", 1)[1])
     card_data = ModelCardData(

@@ -34,7 +34,7 @@ from ._registry import (
     with_revision,
 )
 from .errors import CheckpointError, HubError, UnknownModelError
-from .tokenizer import Tokenizer
+from .model import ZooModel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,7 +56,7 @@ def offline_mode() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- saving
-def model_config(model: Tokenizer) -> dict[str, Any]:
+def model_config(model: ZooModel) -> dict[str, Any]:
     """The ``config.json`` payload: enough to rebuild the model, plus facts for readers of the repo."""
     if not model.arch:
         raise ValueError(f"{type(model).__name__} has no registry name; create it with zoo.create(...)")
@@ -71,7 +71,7 @@ def model_config(model: Tokenizer) -> dict[str, Any]:
 
 
 def save_pretrained(
-    model: Tokenizer, save_directory: str | Path, *, card: bool = True, **card_kwargs: Any
+    model: ZooModel, save_directory: str | Path, *, card: bool = True, **card_kwargs: Any
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and (unless ``card=False``) a model card, atomically."""
     from safetensors.torch import save_model
@@ -118,7 +118,7 @@ def push_folder(
     return str(info.oid)
 
 
-def push_to_hub(model: Tokenizer, repo_id: str, **kwargs: Any) -> str:
+def push_to_hub(model: ZooModel, repo_id: str, **kwargs: Any) -> str:
     card_kwargs = kwargs.pop("card_kwargs", {})
     with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
         save_pretrained(model, tmp, **card_kwargs)
@@ -201,7 +201,7 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     model.load_state_dict(state_dict, strict=True)
 
 
-def build_from_config(config: Mapping[str, Any], source: str) -> Tokenizer:
+def build_from_config(config: Mapping[str, Any], source: str) -> ZooModel:
     arch = config["architecture"]
     try:
         entry = get_entry(arch)
@@ -281,7 +281,7 @@ def download(
 
 
 # ---------------------------------------------------------------------------------------------- load
-def _finish(model: Tokenizer, device: Any, dtype: Any, source: str, revision: str | None) -> Tokenizer:
+def _finish(model: ZooModel, device: Any, dtype: Any, source: str, revision: str | None) -> ZooModel:
     model.eval()
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
@@ -290,14 +290,14 @@ def _finish(model: Tokenizer, device: Any, dtype: Any, source: str, revision: st
     return model
 
 
-def _load_directory(directory: Path) -> Tokenizer:
+def _load_directory(directory: Path) -> ZooModel:
     config = read_config(directory / CONFIG_NAME)
     model = build_from_config(config, str(directory / CONFIG_NAME))
     load_weights(model, read_state_dict(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
     return model
 
 
-def _load_repo(repo_id: str, revision: str | None, **dl: Any) -> tuple[Tokenizer, str | None]:
+def _load_repo(repo_id: str, revision: str | None, **dl: Any) -> tuple[ZooModel, str | None]:
     config_file = download(repo_id, CONFIG_NAME, revision=revision, **dl)
     # Pin the weights to the commit the config came from, so a concurrent push cannot mix them.
     weights = download(repo_id, WEIGHTS_NAME, revision=config_file.commit or revision, **dl)
@@ -308,7 +308,7 @@ def _load_repo(repo_id: str, revision: str | None, **dl: Any) -> tuple[Tokenizer
     return model, config_file.commit
 
 
-def _load_registered(name: str, revision: str | None, **dl: Any) -> tuple[Tokenizer, str, str | None]:
+def _load_registered(name: str, revision: str | None, **dl: Any) -> tuple[ZooModel, str, str | None]:
     full, cfg = get_pretrained_cfg(name)
     cfg = with_revision(cfg, revision)
     if not cfg.hf_hub_id:
@@ -369,7 +369,7 @@ def _read_sharded(
     return state
 
 
-def _load_upstream(full: str, cfg: PretrainedCfg, **dl: Any) -> tuple[Tokenizer, str, str | None]:
+def _load_upstream(full: str, cfg: PretrainedCfg, **dl: Any) -> tuple[ZooModel, str, str | None]:
     """Build the registered architecture and load an upstream checkpoint through its converter."""
     fetched = download(cfg.hf_hub_id, cfg.filename, revision=cfg.revision, **dl)
     source = f"{cfg.hf_hub_id}@{fetched.commit or cfg.revision or 'main'}/{cfg.filename}"
@@ -387,7 +387,7 @@ def _convert_upstream(
     source: str,
     arch: str | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> Tokenizer:
+) -> ZooModel:
     """``arch`` (default: the tag's own) built with ``overrides``, loaded strictly through ``cfg.converter``."""
     entry = get_entry(arch or split_model_name_tag(full)[0])
     model = entry.fn(**dict(overrides or {}))
@@ -405,13 +405,13 @@ def _convert_upstream(
 
 def load_upstream(
     name: str, path: str | os.PathLike[str], *, arch: str | None = None, **overrides: Any
-) -> Tokenizer:
+) -> ZooModel:
     """Convert an upstream checkpoint file that was downloaded by hand, for weights that are not on the
     Hub (Google Drive, a GitHub repository) or were fetched some other way.
 
     ``name`` is the registered ``arch.tag`` whose converter and checkpoint key apply (``"retok.sb256_e250"``,
     ``"biocodec.tueg"``); ``arch`` builds another size of the same family (a tiny one in tests) and
-    ``overrides`` are constructor arguments (TFM-Tokenizer's ``window_samples=2000`` for 10 s
+    ``overrides`` are constructor arguments (TFM-ZooModel's ``window_samples=2000`` for 10 s
     checkpoints). The model comes back in eval mode; ``save_pretrained(dir)`` makes it a zoo model that
     ``zoo.load(dir)`` loads anywhere. A ``*.safetensors.index.json`` reads the shards beside it.
     """
@@ -461,7 +461,7 @@ def load(
     cache_dir: str | Path | None = None,
     token: str | None = None,
     local_files_only: bool | None = None,
-) -> Tokenizer:
+) -> ZooModel:
     """Load a pretrained model by registry name, Hub repo id or local directory, in eval mode."""
     kind, target, parsed_rev = _parse(name_or_path)
     revision = revision or parsed_rev

@@ -8,19 +8,16 @@ saved model can be rebuilt from its config alone (as with huggingface_hub's ``Py
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .errors import MediaError
+from .model import ZooModel
 from .tokens import Tokens
 
 
@@ -42,53 +39,14 @@ class TokenizerOutput:
     target: torch.Tensor | None = None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"tokenizer config values must be JSON primitives, got {type(value).__name__}: {value!r}")
-
-
-class Tokenizer(nn.Module):
+class Tokenizer(ZooModel):
     """Base class of every tokenizer.
 
     Subclasses set ``modality`` and implement ``encode``, ``decode`` and ``forward`` plus the token
     spec properties. ``arch`` is the registry name the model was created under (set by the factory),
-    and goes into ``config.json`` as ``architecture``.
+    and goes into ``config.json`` as ``architecture``; config capture, saving and loading come from
+    `ZooModel`, which generators share.
     """
-
-    modality: ClassVar[str] = ""
-    arch: str | None = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        signature = inspect.signature(init)
-
-        @functools.wraps(init)
-        def capturing_init(self: Tokenizer, *args: Any, **kw: Any) -> None:
-            # The most derived class's __init__ runs first: only it records the config.
-            if "_zoo_config" not in self.__dict__:
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
-                config = {k: _jsonable(v) for k, v in list(bound.arguments.items())[1:]}
-                object.__setattr__(self, "_zoo_config", config)
-            init(self, *args, **kw)
-
-        cls.__init__ = capturing_init  # type: ignore[method-assign]
-
-    # ------------------------------------------------------------------ config
-    @property
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this model (``type(self)(**config)``)."""
-        return dict(self.__dict__.get("_zoo_config", {}))
 
     # ------------------------------------------------------------------ token spec
     @property
@@ -112,15 +70,6 @@ class Tokenizer(nn.Module):
     def bits_per_token(self) -> float:
         """Bits carried by the ids at one token position (summed over codebooks)."""
         return sum(math.log2(c) for c in self.codebook_sizes)
-
-    @property
-    def input_spec(self) -> dict[str, Any]:
-        """What ``encode`` expects: resolution or sample rate, channels, value range."""
-        raise NotImplementedError
-
-    def token_layout(self) -> dict[str, Any]:
-        """Token count, grid, codebook sizes and rate at the native input size."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ API
     def encode(self, x: torch.Tensor) -> Tokens:
@@ -181,36 +130,6 @@ class Tokenizer(nn.Module):
     def last_layer(self) -> torch.Tensor | None:
         """Weight of the decoder's output layer, for VQGAN's adaptive GAN weight (``None``: unused)."""
         return None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # ------------------------------------------------------------------ Hub
-    def save_pretrained(self, save_directory: str | Path, **card_kwargs: Any) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card."""
-        from .hub import save_pretrained
-
-        return save_pretrained(self, save_directory, **card_kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload to a Hub repo in one commit; returns the commit sha."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> Tokenizer:
-        """Load like ``zoo.load``, checking that the result is an instance of ``cls``."""
-        from .hub import load
-
-        model = load(name_or_path, **kwargs)
-        if not isinstance(model, cls):
-            raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
 
 
 def check_finite(x: torch.Tensor, what: str = "input") -> None:

@@ -110,7 +110,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def export(run: str | Path, out: str | Path, *, use_ema: bool = True) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` + ``README.md`` for the tokenizer trained in ``run``.
+    """Write ``config.json`` + ``model.safetensors`` + ``README.md`` for the model (tokenizer or
+    generator) trained in ``run``.
 
     Takes the EMA weights when the run kept them (and ``use_ema``); drops the discriminator, loss
     networks and optimizer state. The model card records steps, validation metrics and losses.
@@ -123,7 +124,8 @@ def export(run: str | Path, out: str | Path, *, use_ema: bool = True) -> Path:
     meta = checkpoint.get("zoo")
     if not meta:
         raise CheckpointError(f"{path}: not a zoo training checkpoint (no 'zoo' section)")
-    prefix = "ema.module." if meta.get("ema") and use_ema else "tokenizer."
+    module = meta.get("prefix", "tokenizer")
+    prefix = "ema.module." if meta.get("ema") and use_ema else f"{module}."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise CheckpointError(f"{path}: no weights under {prefix!r}")

@@ -80,3 +80,17 @@ def usage_histogram(counts: torch.Tensor, height: int = 128) -> torch.Tensor:
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
     write_image(Path(path), image.detach().cpu().clamp(0, 1))
     return Path(path)
+
+
+def image_grid(images: torch.Tensor, columns: int = 8, pad: int = 2) -> torch.Tensor:
+    """``[N, C, H, W]`` images in ``[0, 1]`` tiled row by row into one ``[3, rows (H + pad), columns (W + pad)]``
+    picture with a white gutter (generated samples, one row per class)."""
+    n, c, h, w = images.shape
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    canvas = torch.ones(3, rows * (h + pad) + pad, columns * (w + pad) + pad)
+    for i, image in enumerate(images.clamp(0, 1).float()):
+        r, col = divmod(i, columns)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top : top + h, left : left + w] = image.expand(3, -1, -1) if c == 1 else image[:3]
+    return canvas

@@ -134,18 +134,27 @@ class KL16(ImageTokenizer):
         )
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, sample: bool = False) -> Tokens:
+    def encode(self, x: torch.Tensor, sample: bool = False, posterior: bool = False) -> Tokens:
         """Images ``[B, 3, H, W]`` in ``[0, 1]`` -> scaled latents ``[B, 16, H/16, W/16]``.
 
         ``sample=False`` returns the posterior mean (deterministic, what reconstruction uses);
         ``sample=True`` draws from the posterior, as MAR's training does (``posterior.sample() * 0.2325``).
+        ``posterior=True`` also returns the posterior's scaled standard deviation as
+        ``side["latent_std"]``, so a token cache can store the moments once and draw a fresh sample
+        ``latents + latent_std * N(0, I)`` every epoch, as MAR's cached training does.
         """
         self.check_images(x)
-        z = self.quantizer(self._moments(x), sample=sample).quantized * self.scale_factor
+        moments = self._moments(x)
+        z = self.quantizer(moments, sample=sample).quantized * self.scale_factor
+        side = {}
+        if posterior:
+            logvar = moments.float().chunk(2, dim=1)[1].clamp(-30.0, 20.0)
+            side["latent_std"] = torch.exp(0.5 * logvar) * self.scale_factor
         return self.make_tokens(
             latents=z,
             grid=tuple(z.shape[2:]),
             codebook_sizes=(),
+            side=side,
             meta={"image_size": list(x.shape[-2:]), "scale_factor": self.scale_factor},
         )
 

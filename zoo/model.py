@@ -1,0 +1,108 @@
+"""What every zoo model shares, tokenizer or generator: a captured config, a registry name, and Hub I/O.
+
+Constructor arguments must be JSON-serialisable primitives: they are captured automatically and become
+``config.json``, so a saved model can be rebuilt from its config alone (as with huggingface_hub's
+``PyTorchModelHubMixin``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"model config values must be JSON primitives, got {type(value).__name__}: {value!r}")
+
+
+class ZooModel(nn.Module):
+    """Base of `Tokenizer` and `Generator`.
+
+    ``arch`` is the registry name the model was created under (set by the factory) and goes into
+    ``config.json`` as ``architecture``; ``modality`` says which kind of model it is.
+    """
+
+    modality: ClassVar[str] = ""
+    arch: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def capturing_init(self: ZooModel, *args: Any, **kw: Any) -> None:
+            # The most derived class's __init__ runs first: only it records the config.
+            if "_zoo_config" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = {k: _jsonable(v) for k, v in list(bound.arguments.items())[1:]}
+                object.__setattr__(self, "_zoo_config", config)
+            init(self, *args, **kw)
+
+        cls.__init__ = capturing_init  # type: ignore[method-assign]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this model (``type(self)(**config)``)."""
+        return dict(self.__dict__.get("_zoo_config", {}))
+
+    def update_config(self, **values: Any) -> None:
+        """Record constructor arguments decided after construction (a generator's tokenizer, found
+        from the token cache it trains on), so ``config.json`` rebuilds the same model."""
+        config = self.config
+        config.update({k: _jsonable(v) for k, v in values.items()})
+        object.__setattr__(self, "_zoo_config", config)
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """What the model takes: resolution or sample rate, channels, value range; a generator's condition."""
+        raise NotImplementedError
+
+    def token_layout(self) -> dict[str, Any]:
+        """Token count, grid, codebook sizes and rate at the native size."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ Hub
+    def save_pretrained(self, save_directory: str | Path, **card_kwargs: Any) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **card_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload to a Hub repo in one commit; returns the commit sha."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> ZooModel:
+        """Load like ``zoo.load``, checking that the result is an instance of ``cls``."""
+        from .hub import load
+
+        model = load(name_or_path, **kwargs)
+        if not isinstance(model, cls):
+            raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model

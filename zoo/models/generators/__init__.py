@@ -1,0 +1,3 @@
+"""Generators: autoregressive models of a tokenizer's tokens."""
+
+from . import nar, xar  # noqa: F401
