@@ -55,7 +55,7 @@ def test_mask_equals_the_brute_force_definition() -> None:
 
 def test_diagonals_cover_the_grid_in_order() -> None:
     diagonals = anti_diagonals(5)
-    assert len(diagonals) == 9 and sorted(sum(diagonals, [])) == list(range(25))
+    assert len(diagonals) == 9 and sorted(i for cells in diagonals for i in cells) == list(range(25))
     for d, cells in enumerate(diagonals):
         assert [divmod(i, 5) for i in cells] == sorted((r, d - r) for r in range(5) if 0 <= d - r < 5)
 
@@ -191,7 +191,11 @@ def test_converter_loads_upstream_keys_strictly_and_pins_the_grid(nar) -> None:
     with pytest.raises(CheckpointError, match="missing keys"):
         load_weights(other, convert_nar(upstream), "upstream")
     paper_keys = set(zoo.create("nar_tiny", vocab_size=32).state_dict())
-    assert {"layers.2.attention.wqkv.weight", "medusa_output.weight", "cls_embedding.embedding_table.weight"} <= paper_keys
+    assert {
+        "layers.2.attention.wqkv.weight",
+        "medusa_output.weight",
+        "cls_embedding.embedding_table.weight",
+    } <= paper_keys
 
 
 def test_save_and_load_round_trip(nar, tmp_path) -> None:

@@ -35,7 +35,9 @@ def test_mask_is_block_lower_triangular() -> None:
     for q in range(16):
         for k in range(16):
             assert bool(mask[q, k]) == (k // 4 <= q // 4)
-    assert torch.equal(block_causal_mask([1, 4, 16])[:5, :5], torch.tensor([[1, 0, 0, 0, 0]] + [[1] * 5] * 4).bool())
+    assert torch.equal(
+        block_causal_mask([1, 4, 16])[:5, :5], torch.tensor([[1, 0, 0, 0, 0]] + [[1] * 5] * 4).bool()
+    )
 
 
 @pytest.mark.parametrize("cell", [1, 2, 4, 8])
@@ -128,10 +130,18 @@ def test_converter_drops_upstream_buffers_and_loads_strictly(xar) -> None:
             upstream[f"module.encoder_blocks.{i}.attn.rope.{name}"] = torch.zeros(3)
     fresh = zoo.create("xar_tiny")
     load_weights(fresh, convert_xar(upstream), "upstream")
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), xar.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), xar.state_dict().values(), strict=True)
+    )
     keys = set(zoo.create("xar_tiny").state_dict())
-    assert {"time_embed.mlp.0.weight", "encoder_blocks.0.mlp.fc1_g.weight", "encoder_blocks.0.ada_lin.1.weight",
-            "decoder_pos_embed_learned", "z_proj_ln.weight", "pred.bias"} <= keys
+    assert {
+        "time_embed.mlp.0.weight",
+        "encoder_blocks.0.mlp.fc1_g.weight",
+        "encoder_blocks.0.ada_lin.1.weight",
+        "decoder_pos_embed_learned",
+        "z_proj_ln.weight",
+        "pred.bias",
+    } <= keys
 
 
 def test_log_prob_is_not_defined(xar) -> None:

@@ -8,6 +8,9 @@
     zoo push DIR REPO_ID [--branch B] [--private] [-m MESSAGE]
     zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
     zoo export RUN_DIR_OR_CKPT -o DIR [--no-ema]
+    zoo sample GENERATOR --labels 1,2 [--n 4] [--cfg 2.0] [--seed 0] -o OUT_DIR
+    zoo cache TOKENIZER DATA -o OUT_DIR [--views none|flip|ten_crop] [--devices cpu,cpu|cuda:0,cuda:1|N]
+                                        (an image dataset encoded once into a token cache)
 
 Over many files a bad one is reported and skipped; the others' outputs are kept and the exit status
 is 1 when anything failed.
@@ -223,6 +226,134 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(text: str | None) -> list[str] | None:
+    """``--devices``: a comma-separated list of device names, or a count of GPUs (CPUs without any)."""
+    if not text:
+        return None
+    if text.strip().isdigit():
+        import torch
+
+        count = int(text)
+        if count < 1:
+            raise ValueError(f"--devices needs at least one device, got {text!r}")
+        return [f"cuda:{i}" for i in range(count)] if torch.cuda.is_available() else ["cpu"] * count
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names:
+        raise ValueError(f"--devices: no device names in {text!r}")
+    return names
+
+
+def _cache_dataset(args: argparse.Namespace, channels: int) -> Any:
+    """The image dataset `zoo cache` encodes: stored size (the cache resizes), no augmentation."""
+    from .data._common import Subsample
+    from .data.image import CifarNpz, FashionMnistIdx, ImageFolder, detect_image_format
+
+    fmt = detect_image_format(args.data) if args.format == "auto" else args.format
+    path = Path(args.data)
+    if fmt == "folder":
+        dataset = ImageFolder(path, None, False, args.split or "all", 0.1, channels)
+    elif fmt == "npz":
+        split = args.split or ("train" if path.is_dir() else "all")
+        dataset = CifarNpz(path, split, None, False, channels)
+    else:
+        dataset = FashionMnistIdx(path, args.split or "train", None, False, channels)
+    return dataset if args.limit is None else Subsample(dataset, args.limit)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .data.token_cache import build_token_cache, read_index
+
+    try:
+        model = _load(argparse.Namespace(model=args.tokenizer, revision=args.revision, device=None))
+        if model.modality != "image":
+            raise ValueError(
+                f"{args.tokenizer} is an {model.modality} tokenizer; zoo cache takes image tokenizers"
+            )
+        dataset = _cache_dataset(args, model.in_channels)
+        out = build_token_cache(
+            model,
+            dataset,
+            args.output,
+            views=args.views,
+            resolution=args.resolution,
+            batch_size=args.batch_size,
+            shard_size=args.shard_size,
+            devices=_devices(args.devices),
+            num_workers=args.num_workers,
+        )
+        index = read_index(out)
+    except ZooError:
+        raise  # main() reports it
+    except (ValueError, OSError) as exc:
+        print(f"zoo cache: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"cached {index['num_items']} items x {index['num_views']} views ({index['kind']}, grid "
+        f"{'x'.join(map(str, index['grid']))}) in {len(index['shards'])} shard(s) to {out}"
+    )
+    return 0
+
+
+def _parse_labels(text: str) -> list[int]:
+    try:
+        labels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ZooError(f"--labels must be comma-separated class indices, got {text!r}") from None
+    if not labels:
+        raise ZooError("--labels names no class")
+    return labels
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Sample ``n`` images per label, decode them with the generator's tokenizer, write PNGs and a grid."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import load
+    from .generator import Generator
+    from .io import write_image
+    from .tokens import Tokens
+    from .training.samples import image_grid
+
+    generator = load(args.generator, revision=args.revision, device=args.device)
+    if not isinstance(generator, Generator):
+        raise ZooError(
+            f"{args.generator} is a {generator.modality} tokenizer, not a generator; use zoo encode/decode"
+        )
+    try:
+        tokenizer = generator.load_tokenizer(args.tokenizer, device=args.device)
+        generator.labels(_parse_labels(args.labels))
+    except ValueError as exc:
+        raise ZooError(str(exc)) from exc
+    labels = [label for label in _parse_labels(args.labels) for _ in range(args.n)]
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"cfg": args.cfg, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    if args.steps is not None:
+        options["steps"] = args.steps
+    images, batches = [], []
+    starts = list(range(0, len(labels), args.batch_size))
+    for b, start in enumerate(
+        tqdm(starts, desc="sample", unit="batch", file=sys.stderr, disable=len(starts) < 2 or None)
+    ):
+        chunk = labels[start : start + args.batch_size]
+        seed = None if args.seed is None else args.seed + b
+        with torch.inference_mode():
+            tokens = generator.sample(chunk, seed=seed, **options)
+            decoded = tokenizer.decode(tokens.to(tokenizer.device)).float().clamp(0, 1).cpu()
+        batches.append(tokens.to("cpu"))
+        for i, (label, image) in enumerate(zip(chunk, decoded, strict=True)):
+            write_image(out / f"class{label:04d}_{(start + i) % args.n:03d}.png", image)
+        images.append(decoded)
+    write_image(out / "grid.png", image_grid(torch.cat(images), columns=args.n))
+    Tokens.cat(batches).save(out / "samples.tokens.safetensors")
+    print(
+        f"sampled {len(labels)} image(s) from {args.generator} into {out} (grid.png, samples.tokens.safetensors)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -285,6 +416,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights even if EMA was kept")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("cache", help="encode an image dataset once into a token cache for generators")
+    p.add_argument("tokenizer", help="registry name, Hub repo id or local directory")
+    p.add_argument(
+        "data", help="image folder (class subfolders), CIFAR .npz or folder, Fashion-MNIST idx folder"
+    )
+    p.add_argument("-o", "--output", required=True, help="cache folder (a rerun resumes it)")
+    p.add_argument("--views", choices=["none", "flip", "ten_crop"], default="none")
+    p.add_argument("--resolution", type=int, help="image size (default: the tokenizer's)")
+    p.add_argument(
+        "--split",
+        choices=["train", "test", "all"],
+        help="default: all of a folder or .npz file, the train file of a CIFAR or idx folder",
+    )
+    p.add_argument("--format", choices=["auto", "folder", "npz", "idx"], default="auto")
+    p.add_argument("--batch-size", type=int, default=64, help="images per encode call, views included")
+    p.add_argument("--shard-size", type=int, default=4096, help="items per shard file")
+    p.add_argument("--limit", type=int, help="cache only this many items, spread over the dataset")
+    p.add_argument("--devices", help="cpu,cpu or cuda:0,cuda:1 (one process each), or a GPU count")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images")
+    p.add_argument("--revision", help="Hub revision of the tokenizer")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("sample", help="class-conditional images from a generator, decoded by its tokenizer")
+    p.add_argument("generator", help="registry name, Hub repo id or local directory")
+    p.add_argument("--labels", required=True, help="comma-separated class indices, e.g. 1,2,3")
+    p.add_argument("--n", type=int, default=1, help="images per label")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
+    p.add_argument("--steps", type=int, help="sampling steps per entity (flow generators)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="batch b uses seed + b")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--tokenizer", help="decode with this tokenizer instead of the one the generator names")
+    p.add_argument("--revision", help="Hub revision of the generator")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda")
+    p.set_defaults(func=cmd_sample)
     return parser
 
 

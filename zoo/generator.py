@@ -59,15 +59,6 @@ class Generator(ZooModel):
 
     # ------------------------------------------------------------------ spec
     @property
-    def discrete(self) -> bool:
-        return bool(self.codebook_sizes)
-
-    @property
-    def codebook_sizes(self) -> tuple[int, ...]:
-        """The modelled tokenizer's codebooks; empty for continuous latents."""
-        return ()
-
-    @property
     def latent_channels(self) -> int | None:
         """Channels of the modelled continuous latents; ``None`` for ids."""
         return None

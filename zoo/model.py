@@ -69,6 +69,15 @@ class ZooModel(nn.Module):
         object.__setattr__(self, "_zoo_config", config)
 
     @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        """One entry per codebook of the tokens made or modelled; empty for continuous latents."""
+        return ()
+
+    @property
+    def discrete(self) -> bool:
+        return bool(self.codebook_sizes)
+
+    @property
     def input_spec(self) -> dict[str, Any]:
         """What the model takes: resolution or sample rate, channels, value range; a generator's condition."""
         raise NotImplementedError

@@ -50,15 +50,6 @@ class Tokenizer(ZooModel):
 
     # ------------------------------------------------------------------ token spec
     @property
-    def discrete(self) -> bool:
-        return bool(self.codebook_sizes)
-
-    @property
-    def codebook_sizes(self) -> tuple[int, ...]:
-        """One entry per codebook; empty for continuous tokenizers."""
-        return ()
-
-    @property
     def codebook_size(self) -> int | None:
         return self.codebook_sizes[0] if self.codebook_sizes else None
 

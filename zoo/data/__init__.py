@@ -5,6 +5,8 @@
 - audio: `AudioDataModule` over `AudioClips` (folder or packed `.npz`); batches [B, C, T]
 - EEG:   `EEGDataModule` over `EEGWindows`; batches [B, 1, T] per channel or [B, C, T]
 - SVG:   `SVGDataModule` over `SVGCorpus` (folder of `.svg` or `.jsonl`); batches list[str]
+- tokens: `build_token_cache` encodes an image dataset once into a sharded cache; `TokenCacheDataModule`
+  over `TokenCache` serves it to generators; batches {"ids" or "latents", "labels"}
 
 Every DataModule takes a path, builds a train and a val split, and shuffles training batches
 reproducibly from `seed` (see `SeededSampler`). Names are imported on first use, so that the
@@ -30,7 +32,10 @@ _EXPORTS = {
     "ResumableDataLoader": "loader",
     "SeededSampler": "_common",
     "SkimagePhotos": "photos",
+    "TokenCache": "token_cache",
+    "TokenCacheDataModule": "token_cache",
     "ZooDataModule": "_module",
+    "build_token_cache": "token_cache",
     "hash_split": "_common",
     "normalise_channels": "eeg",
 }
@@ -48,7 +53,10 @@ __all__ = [
     "SVGDataModule",
     "SeededSampler",
     "SkimagePhotos",
+    "TokenCache",
+    "TokenCacheDataModule",
     "ZooDataModule",
+    "build_token_cache",
     "hash_split",
     "normalise_channels",
 ]
@@ -75,3 +83,4 @@ if TYPE_CHECKING:
     from zoo.data.image import CifarNpz, FashionMnistIdx, ImageDataModule, ImageFolder
     from zoo.data.photos import SkimagePhotos
     from zoo.data.svg import SVGCorpus, SVGDataModule
+    from zoo.data.token_cache import TokenCache, TokenCacheDataModule, build_token_cache

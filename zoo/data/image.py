@@ -3,6 +3,8 @@
 Formats: a folder of image files, a CIFAR-10-style `.npz` (JPEG streams + offsets, or decoded
 pixels `x`), Fashion-MNIST idx files, and scikit-image's bundled photos when no path is given.
 Files are decoded per item, in the worker that needs them, so building a dataset costs nothing.
+Every dataset also has class labels (`label(i)`, `class_names`, `num_classes`) for class-conditional
+generators; they are read without decoding any image, so a token cache can label items cheaply.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ __all__ = ["CifarNpz", "FashionMnistIdx", "ImageDataModule", "ImageFolder", "Ski
 
 IMAGE_FORMATS = ("auto", "folder", "npz", "idx", "skimage")
 
+# Label order of Fashion-MNIST's idx files (see the data bundle's MANIFEST.md).
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
 
 def _check_resolution(resolution: int | None) -> int | None:
     if resolution is not None and int(resolution) < 1:
@@ -53,6 +69,10 @@ class ImageFolder(Dataset):
     The shorter side is resized to `resolution`, then a square is cropped: at random with
     `augment` (plus a random horizontal flip), else centred. `split` "train"/"val" keeps the files
     whose relative path hashes to that side (see `hash_split`); "all" keeps every file.
+
+    Labels follow ImageNet's layout: the first folder level under `path` is the class, indexed in
+    sorted name order over every file (so both splits agree); files directly under `path` have
+    class "" (which sorts first).
     """
 
     def __init__(
@@ -69,8 +89,13 @@ class ImageFolder(Dataset):
             raise MediaError(root, "is not a directory; ImageFolder needs a folder of image files")
         files = find_files(root, IMAGE_SUFFIXES, "image")
         keys = [f.relative_to(root).as_posix() for f in files]
+        folders = [k.split("/", 1)[0] if "/" in k else "" for k in keys]
+        self._class_names = sorted(set(folders))
+        class_index = {name: i for i, name in enumerate(self._class_names)}
+        kept = hash_split(keys, split, val_fraction)
         self.root = root
-        self.files = [files[i] for i in hash_split(keys, split, val_fraction)]
+        self.files = [files[i] for i in kept]
+        self._labels = [class_index[folders[i]] for i in kept]
         self.resolution = _check_resolution(resolution)
         self.augment, self.channels = augment, check_channels(channels)
 
@@ -81,6 +106,18 @@ class ImageFolder(Dataset):
         index, generator = unpack(key, len(self))
         x = read_image(self.files[index], "L" if self.channels == 1 else "RGB")
         return fit_image(x, self.resolution, generator, self.augment)
+
+    def label(self, index: int) -> int:
+        """Class of item `index`: its first folder under the root, as an index into `class_names`."""
+        return self._labels[unpack(index, len(self))[0]]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._class_names)
 
 
 def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...]:
@@ -107,6 +144,9 @@ class CifarNpz(Dataset):
     loaded once per process, on first use. `path` is the .npz itself, or a folder holding
     `train.npz` and `test.npz` (then `split` picks one: "train", or "val"/"test"). For a single
     file, "train"/"val" split its items by a hash of their index and "all" keeps every item.
+
+    Labels are the array `y`, named by `classes` when present (class i is "i" otherwise); an archive
+    without `y` labels every item 0. They are loaded on first use, without touching the pixels.
     """
 
     def __init__(
@@ -141,21 +181,61 @@ class CifarNpz(Dataset):
                     raise MediaError(
                         p, f"has neither 'x' nor 'jpeg' + 'offsets' arrays; it has {sorted(names)}"
                     )
+            self._has_labels, self._has_classes = "y" in names, "classes" in names
         except MediaError:
             raise
         except (OSError, ValueError, EOFError) as e:
             raise MediaError(p, f"not a readable .npz archive ({e})") from e
         if n < 1:
             raise MediaError(p, "contains no images")
+        self._n = n
         self._items = (
             hash_split([str(i) for i in range(n)], split, val_fraction) if split != "all" else range(n)
         )
         self.resolution = _check_resolution(resolution)
         self.augment, self.channels = augment, check_channels(channels)
         self._array: np.ndarray | None = None  # `x` or `jpeg`, loaded on first use in each process
+        self._labels: np.ndarray | None = None  # `y`, loaded on first use
+        self._classes: list[str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_array": None}  # workers reload instead of receiving a pickled copy
+
+    def _label_data(self) -> tuple[np.ndarray, list[str]]:
+        """(`y` as int64 over every stored item, class names), read once; all zeros without `y`."""
+        if self._labels is None or self._classes is None:
+            if not self._has_labels:
+                self._labels, self._classes = np.zeros(self._n, dtype=np.int64), ["0"]
+                return self._labels, self._classes
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    y = np.asarray(z["y"]).astype(np.int64).reshape(-1)
+                    classes = [str(c) for c in z["classes"].reshape(-1)] if self._has_classes else None
+            except (OSError, ValueError, EOFError) as e:
+                raise MediaError(self.path, f"cannot read the labels 'y' ({e})") from e
+            if len(y) != self._n:
+                raise MediaError(self.path, f"has {len(y)} labels 'y' for {self._n} images")
+            if len(y) and int(y.min()) < 0:
+                raise MediaError(self.path, f"labels 'y' must be >= 0, found {int(y.min())}")
+            top = int(y.max()) + 1 if len(y) else 1
+            if classes is None:
+                classes = [str(i) for i in range(top)]
+            elif top > len(classes):
+                raise MediaError(self.path, f"label {top - 1} in 'y' but only {len(classes)} 'classes'")
+            self._labels, self._classes = y, classes
+        return self._labels, self._classes
+
+    def label(self, index: int) -> int:
+        """Class of item `index` (after the split), from `y`."""
+        return int(self._label_data()[0][self._items[unpack(index, len(self))[0]]])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._label_data()[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._label_data()[1])
 
     def __len__(self) -> int:
         return len(self._items)
@@ -204,11 +284,24 @@ def _idx_file(root: Path, prefix: str) -> Path:
     )
 
 
+def _labels_file(images: Path) -> Path | None:
+    """The labels file that belongs to an images file (same prefix and compression), or None."""
+    prefix = images.name.split("-images", 1)[0]
+    for name in (
+        f"{prefix}-labels-idx1-ubyte.gz",
+        f"{prefix}-labels-idx1-ubyte",
+        f"{prefix}-labels.idx1-ubyte",
+    ):
+        if (images.parent / name).is_file():
+            return images.parent / name
+    return None
+
+
 def _open_idx(path: Path) -> Any:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _idx_header(path: Path, raw: bytes) -> tuple[int, tuple[int, ...]]:
+def _idx_header(path: Path, raw: bytes, expect_ndim: int = 3) -> tuple[int, tuple[int, ...]]:
     """(header size, dims) of an idx file of unsigned bytes, from its first bytes."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise MediaError(path, "not an idx file (bad magic number)")
@@ -216,8 +309,9 @@ def _idx_header(path: Path, raw: bytes) -> tuple[int, tuple[int, ...]]:
         raise MediaError(path, f"idx data type 0x{raw[2]:02x} is not unsigned bytes (0x08)")
     ndim = raw[3]
     head = 4 + 4 * ndim
-    if ndim != 3 or len(raw) < head:
-        raise MediaError(path, f"expected a 3-d idx image array, header says {ndim} dimensions")
+    if ndim != expect_ndim or len(raw) < head:
+        what = "image" if expect_ndim == 3 else "label"
+        raise MediaError(path, f"expected a {expect_ndim}-d idx {what} array, header says {ndim} dimensions")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return head, dims
 
@@ -228,6 +322,9 @@ class FashionMnistIdx(Dataset):
     `split` "train" reads `train-images-idx3-ubyte[.gz]`, "val"/"test" reads `t10k-...`: the
     official split. Grey images give 1 channel; `channels=3` repeats it for RGB models. The
     header is read at construction, the pixels once per process on first use.
+
+    Labels come from the matching `*-labels-idx1-ubyte[.gz]` beside the images, named by
+    `FASHION_MNIST_CLASSES`; without that file every item is labelled 0.
     """
 
     def __init__(
@@ -252,13 +349,46 @@ class FashionMnistIdx(Dataset):
             raise MediaError(self.path, f"cannot read the idx header ({e})") from e
         self.resolution = _check_resolution(resolution)
         self.augment, self.channels = augment, check_channels(channels)
+        self.labels_path = _labels_file(self.path)
         self._array: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_array": None}
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def _label_data(self) -> np.ndarray:
+        if self._labels is None:
+            if self.labels_path is None:
+                self._labels = np.zeros(len(self), dtype=np.uint8)
+                return self._labels
+            try:
+                with _open_idx(self.labels_path) as f:
+                    raw = f.read()
+            except (OSError, EOFError) as e:
+                raise MediaError(self.labels_path, f"cannot read the idx labels ({e})") from e
+            head, dims = _idx_header(self.labels_path, raw[:8], expect_ndim=1)
+            if dims[0] != len(self) or len(raw) < head + dims[0]:
+                raise MediaError(
+                    self.labels_path,
+                    f"holds {min(dims[0], len(raw) - head)} labels for the {len(self)} images of {self.path.name}",
+                )
+            self._labels = np.frombuffer(raw, np.uint8, count=dims[0], offset=head)
+        return self._labels
+
+    def label(self, index: int) -> int:
+        """Class of item `index`, from the labels idx file (0 without one)."""
+        return int(self._label_data()[unpack(index, len(self))[0]])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(FASHION_MNIST_CLASSES) if self.labels_path is not None else ["0"]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def _data(self) -> np.ndarray:
         if self._array is None:

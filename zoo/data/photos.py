@@ -82,6 +82,8 @@ class SkimagePhotos(Dataset):
     positions and flips are drawn afresh for every access instead (from the per-item seed the
     train sampler hands out, so still reproducible). Photos are resized to a shorter side of
     `short_side` (default 3 * resolution, as in the demo) and decoded on first use.
+
+    The crops have no classes: every item is labelled 0, so class-conditional code runs on them too.
     """
 
     def __init__(
@@ -129,3 +131,16 @@ class SkimagePhotos(Dataset):
         if self.augment and coin(generator):
             crop = crop.flip(-1)
         return to_channels(crop, self.channels).contiguous()
+
+    def label(self, index: int) -> int:
+        """Always 0 (after checking `index`): the photos are not a classification set."""
+        unpack(index, len(self))
+        return 0
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["0"]
+
+    @property
+    def num_classes(self) -> int:
+        return 1
