@@ -225,3 +225,61 @@ def test_schedules_follow_the_papers() -> None:
     assert xar(700) == pytest.approx(0.025 + 0.975 * 0.5) and xar(800) == pytest.approx(0.025)
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_factor("linear", 0, warmup_steps=0, total_steps=1)
+
+
+def test_generator_and_its_tokenizer_travel_through_the_hub(hub, photos: torch.Tensor) -> None:
+    """A generator pushed to the (loopback) Hub names a Hub tokenizer; both load by repo id and sample."""
+    torch.manual_seed(0)
+    zoo.create("vq16_tiny").eval().push_to_hub("tester/vq-for-nar")
+    gen = zoo.create("nar_tiny", tokenizer="tester/vq-for-nar").eval()
+    sha = gen.push_to_hub("tester/nar-tiny")
+    assert set(hub.files("tester/nar-tiny")) == {"config.json", "model.safetensors", "README.md"}
+    card = hub.files("tester/nar-tiny")["README.md"].decode()
+    assert "generator" in card and "zoo sample" in card
+    loaded = zoo.load("tester/nar-tiny", revision=sha)
+    tokenizer = loaded.load_tokenizer()
+    images = tokenizer.decode(loaded.sample([1, 2], seed=0))
+    assert images.shape == (2, 3, 32, 32)
+    assert torch.equal(loaded.sample([1, 2], seed=0).ids, gen.sample([1, 2], seed=0).ids)
+
+
+def test_registered_upstream_nar_checkpoint_loads_through_the_converter_pinned_to_its_grid(
+    hub, tmp_path
+) -> None:
+    import io
+
+    from zoo._registry import unregister_pretrained
+    from zoo.errors import CheckpointError
+
+    torch.manual_seed(0)
+    reference = zoo.create("nar_tiny", grid=16, vocab_size=64).eval()
+    upstream = {f"module.{k}": v for k, v in reference.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"model": upstream}, buffer)
+    hub.create_repo("upstream/nar-tiny")
+    hub.put_files("upstream/nar-tiny", {"last_version.pt": buffer.getvalue()})
+    zoo.register_pretrained(
+        "nar_tiny.upstream",
+        zoo.PretrainedCfg(hf_hub_id="upstream/nar-tiny", filename="last_version.pt", converter="convert_nar",
+                          checkpoint_key=("model", "module", "state_dict", None)),
+    )  # fmt: skip
+    try:
+        with pytest.raises(CheckpointError, match="16x16 grid"):
+            zoo.load("nar_tiny.upstream")  # the tiny size's 8x8 grid is not what the checkpoint learnt
+        (tmp_path / "ckpt.pt").write_bytes(buffer.getvalue())
+        model = zoo.load_upstream("nar_tiny.upstream", tmp_path / "ckpt.pt", grid=16, vocab_size=64)
+        ids = torch.randint(0, 64, (1, 16, 16))
+        torch.testing.assert_close(model.log_prob(ids, [3]), reference.log_prob(ids, [3]))
+    finally:
+        unregister_pretrained("nar_tiny.upstream")
+
+
+def test_encode_and_decode_refuse_a_generator(tmp_path: Path, capsys) -> None:
+    zoo.create("nar_tiny", tokenizer="some/vq").save_pretrained(tmp_path / "nar")
+    assert (
+        zoo_main(
+            ["decode", str(tmp_path / "nar"), str(tmp_path / "x.tokens.safetensors"), "-o", str(tmp_path)]
+        )
+        == 2
+    )
+    assert "is a generator" in capsys.readouterr().err

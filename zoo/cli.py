@@ -109,7 +109,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> Any:
     from . import load
 
-    return load(args.model, revision=args.revision, device=args.device)
+    model = load(args.model, revision=args.revision, device=args.device)
+    if model.modality == "generator":
+        raise ZooError(
+            f"{args.model} is a generator: `zoo sample` draws from it, and its tokenizer "
+            f"({model.tokenizer_name}) encodes and decodes"
+        )
+    return model
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -339,7 +345,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         chunk = labels[start : start + args.batch_size]
         seed = None if args.seed is None else args.seed + b
         with torch.inference_mode():
-            tokens = generator.sample(chunk, seed=seed, **options)
+            tokens = generator.sample(chunk, seed=seed, progress=len(starts) == 1, **options)
             decoded = tokenizer.decode(tokens.to(tokenizer.device)).float().clamp(0, 1).cpu()
         batches.append(tokens.to("cpu"))
         for i, (label, image) in enumerate(zip(chunk, decoded, strict=True)):

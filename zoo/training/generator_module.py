@@ -87,6 +87,12 @@ class GeneratorModule(L.LightningModule):
     # ------------------------------------------------------------------ data checks
     def on_fit_start(self) -> None:
         """Check the cache's tokens against the generator, and record the cache's tokenizer."""
+        strategy = type(self.trainer.strategy).__name__
+        if self.ema is not None and "FSDP" in strategy:
+            raise ValueError(
+                "ema_decay with the FSDP strategy is not supported: the EMA copy is a full, unsharded "
+                "model; set ema_decay: null (keep EMA with ddp) or average checkpoints afterwards"
+            )
         datamodule = getattr(self.trainer, "datamodule", None)
         index = getattr(datamodule, "cache_index", None)
         if not index:

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
+from ...errors import CheckpointError
 from ...generator import Generator, GeneratorOutput
 from ...nn.kv_cache import KVCache
 from ...nn.llama import LlamaBlock, RMSNorm, rope_2d_table
@@ -343,15 +344,23 @@ class NAR(Generator):
 
 
 # ---------------------------------------------------------------------------------------------- converter
+UPSTREAM_GRID = 16
+
+
 def convert_nar(state_dict: Mapping[str, torch.Tensor], model: NAR | None = None) -> dict[str, torch.Tensor]:
     """Map an upstream NAR (or LlamaGen GPT, for ``order="raster"``) state dict onto `NAR`.
 
     Keys are upstream's own; DDP/FSDP prefixes (``module.``, ``_orig_mod.``) are stripped and the
     rotary table and KV caches, which upstream may have saved as buffers, are dropped. Anything else
-    is kept, so strict loading names what does not fit. The caller builds ``model`` for the grid the
-    checkpoint was trained on: upstream does not record it, and loading into another grid would
-    silently change the positions.
+    is kept, so strict loading names what does not fit. Nothing in the state dict records the grid,
+    so ``model`` must have the released 16x16 grid (256 px class-to-image); any other is refused
+    instead of loading with shifted positions as upstream does.
     """
+    if model is not None and model.side != UPSTREAM_GRID:
+        raise CheckpointError(
+            f"upstream NAR checkpoints are trained on the {UPSTREAM_GRID}x{UPSTREAM_GRID} grid of 256 px images; "
+            f"this model has a {model.side}x{model.side} grid (upstream would load it silently with wrong positions)"
+        )
     out = {}
     for key, value in state_dict.items():
         key = key.removeprefix("module.").removeprefix("_orig_mod.")
