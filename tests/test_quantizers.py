@@ -21,6 +21,7 @@ from zoo.quantizers import (
     gaussian_quantile_levels,
     kmeans,
     rotate_onto,
+    tokenbridge_levels,
 )
 from zoo.quantizers.base import to_rows
 
@@ -478,3 +479,24 @@ def test_identity_bottleneck_passes_latents() -> None:
     z = torch.randn(2, 4, 3)
     out = IdentityBottleneck(4)(z)
     assert out.quantized is z and out.ids is None and out.losses == {}
+
+
+def test_ptq_picks_the_nearest_level_exactly_as_an_argmin_does() -> None:
+    """Upstream takes ``argmin |u - level|`` (ties to the lower level); the memory-flat search must agree
+    everywhere, also on values sitting exactly on a midpoint, and its table is TokenBridge's float32 one."""
+    from zoo.quantizers.ptq import nearest_level
+
+    ptq = GaussianQuantileQuantizer(4, bits=5)
+    u = torch.cat([torch.randn(10_000) * 1.5, ptq.midpoints, ptq.levels, torch.tensor([-3.0, 3.0])])
+    expected = (u[:, None] - ptq.levels).abs().argmin(-1)
+    assert torch.equal(nearest_level(u, ptq.levels, ptq.midpoints), expected)
+    exact, _ = gaussian_quantile_levels(6)
+    assert (tokenbridge_levels(6).double() - exact).abs().max() < 1e-5
+    # Upstream's mapping of [-5, 5] onto [-3, 3] and back.
+    z = torch.tensor([[-7.0, -5.0, 0.3, 5.0]]).view(1, 4, 1)
+    out = GaussianQuantileQuantizer(4)(z)
+    levels = tokenbridge_levels(6)
+    u = ((z + 5) / 10 * 6 - 3).clamp(-3, 3)
+    ids = (u[..., None] - levels).abs().argmin(-1)
+    assert torch.equal(out.ids, ids)
+    torch.testing.assert_close(out.quantized, (levels[ids] + 3) / 6 * 10 - 5)

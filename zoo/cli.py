@@ -9,6 +9,7 @@
     zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
     zoo export RUN_DIR_OR_CKPT -o DIR [--no-ema]
     zoo sample GENERATOR --labels 1,2 [--n 4] [--cfg 2.0] [--seed 0] -o OUT_DIR
+    zoo fit-levels TOKENIZER DATA -o OUT_DIR       (TokenBridge: per-channel PTQ ranges)
     zoo cache TOKENIZER DATA -o OUT_DIR [--views none|flip|ten_crop] [--devices cpu,cpu|cuda:0,cuda:1|N]
                                         (an image dataset encoded once into a token cache)
 
@@ -300,6 +301,44 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_levels(args: argparse.Namespace) -> int:
+    """Fit a PTQ tokenizer's per-channel ranges on a dataset, streaming, and save the result."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data.token_cache import make_views
+
+    model = _load(argparse.Namespace(model=args.tokenizer, revision=args.revision, device=args.device))
+    if not hasattr(model, "fit_levels"):
+        raise ZooError(
+            f"{args.tokenizer} ({model.arch}) has no post-training levels to fit; it is not a PTQ tokenizer"
+        )
+    try:
+        dataset = _cache_dataset(args, model.in_channels)
+    except (ValueError, OSError) as exc:
+        raise ZooError(str(exc)) from exc
+    resolution = args.resolution or model.resolution
+    starts = range(0, len(dataset), args.batch_size)
+
+    def batches():
+        for start in tqdm(
+            starts, desc="fit-levels", unit="batch", file=sys.stderr, disable=len(starts) < 2 or None
+        ):
+            items = range(start, min(start + args.batch_size, len(dataset)))
+            yield torch.stack([make_views(dataset[i], "none", resolution)[0] for i in items])
+
+    with torch.inference_mode():
+        model.fit_levels(batches(), sample=args.sample)
+    model.save_pretrained(args.output)
+    low, high = model.ptq.low.cpu(), model.ptq.high.cpu()
+    print(
+        f"fitted {model.latent_channels} channel ranges on {len(dataset)} image(s) "
+        f"(centres {low.add(high).div(2).min():.3g}..{low.add(high).div(2).max():.3g}, "
+        f"half-widths {high.sub(low).div(2).min():.3g}..{high.sub(low).div(2).max():.3g}); saved to {args.output}"
+    )
+    return 0
+
+
 def _parse_labels(text: str) -> list[int]:
     try:
         labels = [int(part) for part in text.split(",") if part.strip()]
@@ -461,6 +500,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="Hub revision of the generator")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("fit-levels", help="fit a PTQ tokenizer's per-channel ranges on images (TokenBridge)")
+    p.add_argument("tokenizer", help="registry name, Hub repo id or local directory")
+    p.add_argument("data", help="image folder, CIFAR .npz or folder, Fashion-MNIST idx folder")
+    p.add_argument("-o", "--output", required=True, help="directory for the fitted tokenizer")
+    p.add_argument("--resolution", type=int, help="image size (default: the tokenizer's)")
+    p.add_argument("--split", choices=["train", "test", "all"])
+    p.add_argument("--format", choices=["auto", "folder", "npz", "idx"], default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, help="use only this many images, spread over the dataset")
+    p.add_argument("--sample", action="store_true", help="fit on posterior samples instead of means")
+    p.add_argument("--revision", help="Hub revision of the tokenizer")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda")
+    p.set_defaults(func=cmd_fit_levels)
     return parser
 
 

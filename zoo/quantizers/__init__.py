@@ -7,7 +7,7 @@ runs Triton on CUDA tensors and an exact PyTorch path elsewhere.
 from ..kernels import nearest_code
 from .base import Quantizer, QuantizerOutput, usage_stats
 from .continuous import GaussianBottleneck, IdentityBottleneck
-from .ptq import GaussianQuantileQuantizer, gaussian_quantile_levels
+from .ptq import GaussianQuantileQuantizer, gaussian_quantile_levels, tokenbridge_levels
 from .residual import ResidualVQ
 from .scalar import FiniteScalarQuantizer, LookupFreeQuantizer
 from .vq import VectorQuantizer, kmeans, rotate_onto
@@ -26,5 +26,6 @@ __all__ = [
     "kmeans",
     "nearest_code",
     "rotate_onto",
+    "tokenbridge_levels",
     "usage_stats",
 ]

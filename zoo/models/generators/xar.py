@@ -407,7 +407,8 @@ class XAR(Generator):
 
         ``temperature``, ``top_k`` and ``top_p`` apply to discrete generators and must stay at their
         defaults. ``callback(entity, step, x_t, t, velocity)`` sees every network input and output (both
-        halves of the guided batch; tests use it).
+        halves of the guided batch; tests use it). Upstream always runs the null-class half; without
+        guidance (``cfg <= 1``) it is never used, so it is skipped here: half the work, same latents.
         """
         if (temperature, top_k, top_p) != (1.0, 0, 1.0):
             raise ValueError("xAR samples continuous latents: temperature, top_k and top_p do not apply")
@@ -417,8 +418,10 @@ class XAR(Generator):
         labels = self.labels(labels)
         b, layout = len(labels), self.layout
         rng = self.make_generator(seed)
-        both = torch.cat([labels, torch.full_like(labels, self.num_classes)])
-        caches = self._new_caches(2 * b, self.z_proj.weight.dtype)
+        guided = cfg > 1.0
+        copies = 2 if guided else 1
+        both = torch.cat([labels, torch.full_like(labels, self.num_classes)]) if guided else labels
+        caches = self._new_caches(copies * b, self.z_proj.weight.dtype)
         times = torch.cat(
             [torch.linspace(1.0, 0.04, steps, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]
         )
@@ -431,15 +434,15 @@ class XAR(Generator):
             x = torch.randn(b, size, self.channels, device=self.device, generator=rng).double()
             for i in range(steps):
                 t_cur, t_next = times[i], times[i + 1]
-                current = torch.cat([x, x]).float()
-                t = torch.full((2 * b, size), float(t_cur), device=self.device)
+                current = x.repeat(copies, 1, 1).float()
+                t = torch.full((copies * b, size), float(t_cur), device=self.device)
                 if i == 0 and finished:
                     # Feed the previous entity clean (t = 0) once: its keys and values join the cache.
-                    prev = torch.cat([finished[-1], finished[-1]])
+                    prev = finished[-1].repeat(copies, 1, 1)
                     prev_start = layout.starts[e - 1]
                     span = slice(prev_start, start + size)
                     tokens = torch.cat([prev, current], dim=1)
-                    t = torch.cat([torch.zeros(2 * b, prev.shape[1], device=self.device), t], dim=1)
+                    t = torch.cat([torch.zeros(copies * b, prev.shape[1], device=self.device), t], dim=1)
                     mask = self.mask[span, : start + size]  # keys: the cache, then these tokens
                     v = self.velocity(
                         tokens, both, t, span=span, mask=mask, caches=caches, keep=prev.shape[1]
@@ -448,10 +451,11 @@ class XAR(Generator):
                 else:
                     v = self.velocity(current, both, t, span=slice(start, start + size), caches=caches)
                 v = v.double()
-                score = -((1 - t_cur) * v + torch.cat([x, x])) / t_cur
+                score = -((1 - t_cur) * v + x.repeat(copies, 1, 1)) / t_cur
                 drift = v - t_cur * score
-                cond, uncond = drift.chunk(2)
-                drift = uncond + scale * (cond - uncond) if scale > 1.0 else cond
+                if guided:
+                    cond, uncond = drift.chunk(2)
+                    drift = uncond + scale * (cond - uncond) if scale > 1.0 else cond
                 if callback:
                     callback(e, i, current, float(t_cur), v)
                 dt = t_next - t_cur
