@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "Mlp", "TransformerBlock", "apply_rope", "rope_angles"]
+__all__ = ["Attention", "ClipBlock", "ClipMlp", "Mlp", "TransformerBlock", "apply_rope", "rope_angles"]
 
 
 def rope_angles(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) -> torch.Tensor:
@@ -144,3 +144,41 @@ class TransformerBlock(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor | None = None, rope: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.feed_forward(self.attend(x, mask, rope))
+
+
+class ClipMlp(nn.Module):
+    """``c_proj(gelu(c_fc(x)))`` (CLIP's names)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(dim, hidden)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class ClipBlock(nn.Module):
+    """CLIP's ``ResidualAttentionBlock``: ``x += attn(ln_1(x)); x += mlp(ln_2(x))`` with ``nn.MultiheadAttention``,
+    whose packed ``in_proj_weight`` is what CLIP-style checkpoints (TiTok, ALIT, KARL) store.
+
+    ``mask`` is boolean, True where a query may *not* attend (``nn.MultiheadAttention``'s convention),
+    ``[L, L]`` or per item ``[B, L, L]``; per-item masks are expanded head by head in batch-major
+    order, the order ``nn.MultiheadAttention`` reads them in.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = ClipMlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None and mask.ndim == 3:
+            mask = mask.repeat_interleave(self.heads, dim=0)
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))

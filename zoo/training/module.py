@@ -73,6 +73,9 @@ class TokenizerModule(L.LightningModule):
             a Hub repo or a directory written by ``save_pretrained``/``zoo export`` (anything ``zoo.load``
             takes). They must fit ``model`` (with ``model_args``) exactly; a mismatch names the keys.
             Fine-tuning a codec on new data starts here (a resumed run restores its own weights instead).
+        init_parts: weights for named submodules from other saved models (anything ``zoo.load`` takes),
+            e.g. ``{"base": "exports/vqgan_mage"}`` to start KARL on a trained base tokenizer; each must fit
+            its submodule exactly. Applied after ``init_from``.
         freeze: names of submodules to keep fixed, e.g. ``["encoder", "quantizer"]`` to fine-tune only a
             decoder: their parameters get no gradient and they stay in eval mode, so EMA codebooks, k-means
             and dead-code restarts inside them do not move either.
@@ -103,6 +106,7 @@ class TokenizerModule(L.LightningModule):
         ema_decay: float | None = None,
         sample_every: int = 500,
         init_from: str | None = None,
+        init_parts: dict[str, str] | None = None,
         freeze: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -111,6 +115,8 @@ class TokenizerModule(L.LightningModule):
         self.tokenizer: Tokenizer = create(model, **(model_args or {}))
         if init_from:
             self._load_initial_weights(init_from)
+        for part, source in (init_parts or {}).items():
+            self._load_part(part, source)
         self.frozen = self._freeze(list(freeze or []))
         self.train(self.training)  # Lightning keeps each submodule's mode as it finds it: set it now
         self.modality = self.tokenizer.modality
@@ -160,6 +166,16 @@ class TokenizerModule(L.LightningModule):
         pretrained = load(source)
         load_weights(self.tokenizer, pretrained.state_dict(), f"init_from {source!r}")
         log.info("initial weights: %s", source)
+
+    def _load_part(self, part: str, source: str) -> None:
+        from ..hub import load, load_weights
+
+        modules = dict(self.tokenizer.named_modules())
+        if not part or part not in modules:
+            top = ", ".join(name for name, _ in self.tokenizer.named_children())
+            raise ValueError(f"init_parts: no submodule {part!r} in {self.hparams.model}; its parts: {top}")
+        load_weights(modules[part], load(source).state_dict(), f"init_parts[{part!r}] {source!r}")
+        log.info("initial weights of %s: %s", part, source)
 
     def _freeze(self, names: list[str]) -> list[str]:
         """Stop gradients into the named submodules; `train` keeps them in eval mode."""
