@@ -153,15 +153,28 @@ def test_continuous_cache_stores_the_posterior_and_draws_a_sample_per_seed(image
     assert torch.equal(TokenCache(out, sample_posterior=False)[(3, 123)]["latents"], mean)
 
 
+def adm_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """ADM's center_crop_arr restated on PIL (what LlamaGen's and MAR's caches run): BOX halvings while
+    the short side is at least twice the size, one BICUBIC resize, a centred crop."""
+    from PIL import Image
+
+    image = Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy())
+    while min(image.size) >= 2 * size:
+        image = image.resize((image.size[0] // 2, image.size[1] // 2), resample=Image.BOX)
+    scale = size / min(image.size)
+    image = image.resize((round(image.size[0] * scale), round(image.size[1] * scale)), resample=Image.BICUBIC)
+    array = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    top, left = (array.shape[1] - size) // 2, (array.shape[2] - size) // 2
+    return array[:, top : top + size, left : left + size]
+
+
 def test_ten_crop_gives_llamagen_views(vq, tmp_path):
-    images = smooth_images(3, 5)
+    images = (smooth_images(3, 5) * 255).round() / 255  # 8-bit pixels, as every reader gives them
     dataset = Images(images, [0, 1, 0])
     out = build_token_cache(vq, dataset, tmp_path / "cache", views="ten_crop", progress=False)
     stored = shards(out)
     assert stored["ids"].shape == (3, 10, 8, 8)
-    big = F.interpolate(images, size=(35, 35), mode="bicubic", align_corners=False).clamp(
-        0, 1
-    )  # int(32 * 1.1)
+    big = torch.stack([adm_center_crop(image, 35) for image in images])  # int(32 * 1.1)
     with torch.inference_mode():
         top_left = vq.encode(big[..., :32, :32]).ids
         mirrored_top_left = vq.encode(big.flip(-1)[..., :32, :32]).ids
@@ -172,10 +185,12 @@ def test_ten_crop_gives_llamagen_views(vq, tmp_path):
     assert len({tuple(v.flatten().tolist()) for v in stored["ids"][0]}) > 5  # distinct crops
     assert json.loads((out / "index.json").read_text())["class_names"] == ["c0", "c1"]
 
-    wide = smooth_images(1, 6, (32, 48))[0]  # LlamaGen crops a centred square before the ten crops
-    big = F.interpolate(wide[None], size=(35, 52), mode="bicubic", align_corners=False).clamp(0, 1)[0]
-    square = big[:, :, 8:43]
+    wide = (smooth_images(1, 6, (32, 48))[0] * 255).round() / 255  # a centred square before the ten crops
+    square = adm_center_crop(wide, 35)
     assert torch.equal(make_views(wide, "ten_crop", 32)[1], square[:, :32, 3:])
+    large = (smooth_images(1, 7, (100, 150))[0] * 255).round() / 255  # BOX-halved once, then BICUBIC
+    assert torch.equal(make_views(large, "flip", 32)[0], adm_center_crop(large, 32))
+    assert torch.equal(make_views(large, "flip", 32)[1], adm_center_crop(large, 32).flip(-1))
 
 
 def test_a_rerun_encodes_only_the_missing_shards_and_refuses_other_settings(vq, tmp_path, monkeypatch):

@@ -44,8 +44,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from zoo._atomic import atomic_path, atomic_write_text
@@ -90,21 +90,24 @@ def shard_name(k: int) -> str:
 # Views
 
 
-def _resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Shorter side to `size` with bicubic resampling, antialiased when shrinking (as `ImageTokenizer.prepare`)."""
-    h, w = x.shape[-2:]
-    if min(h, w) == size:
-        return x
-    scale = size / min(h, w)
-    new = (max(size, round(h * scale)), max(size, round(w * scale)))
-    return F.interpolate(x[None], size=new, mode="bicubic", align_corners=False, antialias=scale < 1)[
-        0
-    ].clamp(0, 1)
+def center_crop_arr(x: torch.Tensor, size: int) -> torch.Tensor:
+    """ADM's ``center_crop_arr``, which LlamaGen's and MAR's caches both use: on the 8-bit image, halve
+    with PIL's BOX filter while the shorter side is at least ``2 * size``, resize it to ``size`` with
+    PIL's BICUBIC, and crop the centre square. ``x`` is ``[C, H, W]`` in [0, 1] (8-bit pixels / 255, as
+    every zoo image reader gives them), and so is the result."""
+    from PIL import Image
 
-
-def _centre_square(x: torch.Tensor, size: int) -> torch.Tensor:
-    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-    return x[..., top : top + size, left : left + size]
+    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    while min(*image.size) >= 2 * size:
+        image = image.resize(tuple(side // 2 for side in image.size), resample=Image.BOX)
+    scale = size / min(*image.size)
+    image = image.resize(tuple(round(side * scale) for side in image.size), resample=Image.BICUBIC)
+    array = np.asarray(image)
+    top, left = (array.shape[0] - size) // 2, (array.shape[1] - size) // 2
+    array = array[top : top + size, left : left + size]
+    out = torch.from_numpy(np.array(array)).float() / 255
+    return out[None] if out.ndim == 2 else out.permute(2, 0, 1)
 
 
 def _five_crops(x: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -123,10 +126,9 @@ def _five_crops(x: torch.Tensor, size: int) -> list[torch.Tensor]:
 def make_views(x: torch.Tensor, views: str, resolution: int) -> torch.Tensor:
     """The views of one image ``[C, H, W]`` in [0, 1] that a cache stores: ``[V, C, resolution, resolution]``.
 
-    "none" and "flip" resize the shorter side to `resolution` and crop the centre (what
-    ``ImageTokenizer.prepare`` does); "flip" adds the mirror image. "ten_crop" first makes a
-    centred square of ``int(1.1 * resolution)`` (LlamaGen's ``center_crop_arr(img, crop_size)``),
-    then takes torchvision's ten crops of it.
+    "none" and "flip" take ADM's `center_crop_arr` at `resolution`, as MAR's cache does; "flip" adds
+    the mirror image. "ten_crop" takes `center_crop_arr` at ``int(1.1 * resolution)`` and then
+    torchvision's ten crops of it, as LlamaGen's ``extract_codes_c2i.py --ten-crop`` does.
     """
     if views not in VIEWS:
         raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
@@ -134,10 +136,10 @@ def make_views(x: torch.Tensor, views: str, resolution: int) -> torch.Tensor:
         raise ValueError(f"expected an image [C, H, W], got shape {tuple(x.shape)}")
     if views == "ten_crop":
         crop = int(resolution * CROP_RANGE)
-        square = _centre_square(_resize_short_side(x, crop), crop)
+        square = center_crop_arr(x, crop)
         out = _five_crops(square, resolution) + _five_crops(square.flip(-1), resolution)
     else:
-        out = [_centre_square(_resize_short_side(x, resolution), resolution)]
+        out = [center_crop_arr(x, resolution)]
         if views == "flip":
             out.append(out[0].flip(-1))
     return torch.stack(out).contiguous()
