@@ -201,3 +201,57 @@ def test_encode_and_decode_commands(trained, photos, tmp_path: Path) -> None:
         == 0
     )
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_stage_two_judges_both_passes_by_bucket_and_alternates_updates(tmp_path: Path) -> None:
+    """Stage 2: the base trains too; each pass's image goes to the PatchGAN of its token-count bucket;
+    with the GAN on, only every third iteration updates the tokenizer, and every iteration counts."""
+    import lightning as L
+    from training_data import RandomImages
+
+    from zoo.nn import KeyedDiscriminator
+    from zoo.training import TokenizerModule
+
+    torch.manual_seed(0)
+    model = zoo.create("karl_tiny", train_stage=2)
+    assert [model.bucket(n) for n in (4, 8, 12, 28, 32, 44)] == [0, 1, 2, 6, 7, 7]
+    out = model.training_output(torch.rand(2, 3, 32, 32), 0)
+    assert set(out.losses) == {"halt/bce", "vq/commit", "vq/codebook"}  # no distillation terms
+    assert [key for _, key in out.judged] == [model.bucket(int(out.stats["first_budget"]))] * 2
+
+    module = TokenizerModule(
+        "karl_tiny",
+        model_args={"train_stage": 2},
+        losses={"l1": 1.0},
+        discriminator=KeyedDiscriminator(8, norm="group"),
+        gan_weight=0.2,
+        late_gan_weight=0.8,
+        late_gan_start=4,
+        generator_every=3,
+        lr=1e-3,
+    )
+    assert [module.gan_weight_at(s) for s in (0, 3, 4)] == [0.2, 0.2, 0.8]
+    updates: list[int] = []
+    base_before = {k: v.clone() for k, v in module.tokenizer.base.state_dict().items()}
+    members_before = [m.to_logits.weight.clone() for m in module.discriminator.members]
+
+    class Watch(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.before = pl_module.tokenizer.latent_tokens.detach().clone()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if not torch.equal(self.before, pl_module.tokenizer.latent_tokens):
+                updates.append(batch_idx)
+
+    trainer = L.Trainer(
+        max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path,
+        use_distributed_sampler=False, callbacks=[Watch()],
+    )  # fmt: skip
+    trainer.fit(module, RandomImages(num_images=24, batch_size=4))
+    assert trainer.global_step == 6 and updates == [2, 5]
+    assert any(not torch.equal(base_before[k], v) for k, v in module.tokenizer.base.state_dict().items())
+    changed = [
+        not torch.equal(a, m.to_logits.weight) for a, m in zip(members_before, module.discriminator.members)
+    ]
+    assert 1 <= sum(changed) < 8  # only the buckets the sampled budgets fell in were trained

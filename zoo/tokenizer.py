@@ -29,6 +29,9 @@ class TokenizerOutput:
     ``stats`` holds detached diagnostics (codebook usage, perplexity) for logging.
     ``target`` is what ``recon`` reconstructs when that is not the input itself (TFM-Tokenizer
     reconstructs a magnitude spectrogram); ``None`` means the input.
+    ``judged`` lists reconstructions that are scored and judged instead of ``recon`` alone, each with
+    the member of a keyed discriminator that judges it (KARL's two passes, one discriminator per
+    token-count bucket); ``recon`` is then only logged.
     """
 
     recon: torch.Tensor
@@ -37,6 +40,7 @@ class TokenizerOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
     target: torch.Tensor | None = None
+    judged: list[tuple[torch.Tensor, int]] | None = None
 
 
 class Tokenizer(ZooModel):

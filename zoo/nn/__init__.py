@@ -4,6 +4,7 @@ from .conv2d import Attention2d, ConvDecoder2d, ConvEncoder2d, Downsample2d, Res
 from .discriminators import (
     CombinedDiscriminator,
     DiscriminatorOutput,
+    KeyedDiscriminator,
     MultiBandResolutionDiscriminator,
     MultiPeriodDiscriminator,
     MultiResolutionDiscriminator,
@@ -19,6 +20,7 @@ __all__ = [
     "ConvEncoder2d",
     "DiscriminatorOutput",
     "Downsample2d",
+    "KeyedDiscriminator",
     "MultiBandResolutionDiscriminator",
     "MultiPeriodDiscriminator",
     "MultiResolutionDiscriminator",

@@ -223,6 +223,38 @@ class PatchDiscriminator(nn.Module):
         return DiscriminatorOutput(logits=[self.to_logits(x)], features=[features])
 
 
+class KeyedDiscriminator(nn.Module):
+    """Several PatchGANs, one per key, each judging only what it is handed with its key.
+
+    KARL's stage 2 trains one discriminator per token-count bucket, so that images rebuilt from few
+    tokens are not judged against the same standard as images rebuilt from many. ``forward(x, key)``
+    runs member ``key``; the trainer passes the key a tokenizer attaches to each reconstruction
+    (``TokenizerOutput.judged``).
+
+    Args:
+        keys: number of members.
+        in_channels, channels, num_layers, norm: each member's `PatchDiscriminator` settings.
+    """
+
+    def __init__(
+        self,
+        keys: int = 8,
+        in_channels: int = 3,
+        channels: int = 64,
+        num_layers: int = 3,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            PatchDiscriminator(in_channels, channels, num_layers, norm) for _ in range(keys)
+        )
+
+    def forward(self, x: torch.Tensor, key: int = 0) -> DiscriminatorOutput:
+        if not 0 <= int(key) < len(self.members):
+            raise ValueError(f"discriminator key {key} outside [0, {len(self.members)})")
+        return self.members[int(key)](x)
+
+
 # --- waveforms: periods --------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ the same count.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,11 @@ class TokenizerModule(L.LightningModule):
         feature_matching_weight: weight of the discriminator feature-matching loss (audio codecs).
         lecam_weight: LeCam regularisation of the discriminator (0 disables).
         disc_start: iteration at which the discriminator and adversarial loss switch on.
+        late_gan_weight, late_gan_start: a second adversarial weight from iteration ``late_gan_start`` on
+            (KARL's stage 2: 0.2, then 0.8 from epoch 100); ``None`` keeps ``gan_weight``.
+        generator_every: with the GAN on, only every ``generator_every``-th iteration updates the
+            tokenizer and the others update the discriminator alone (KARL: 9); 1 updates both every
+            iteration. Either way each iteration advances ``trainer.global_step`` once.
         lr, disc_lr, betas, weight_decay: AdamW settings (``disc_lr`` defaults to ``lr``).
         warmup_steps, min_lr_ratio: linear warmup, then cosine decay to ``min_lr_ratio * lr`` at
             ``trainer.max_steps``.
@@ -96,6 +102,9 @@ class TokenizerModule(L.LightningModule):
         feature_matching_weight: float = 0.0,
         lecam_weight: float = 0.0,
         disc_start: int = 0,
+        late_gan_weight: float | None = None,
+        late_gan_start: int = 0,
+        generator_every: int = 1,
         lr: float = 1e-4,
         disc_lr: float | None = None,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -274,6 +283,15 @@ class TokenizerModule(L.LightningModule):
             return batch["x"]
         return batch[0]
 
+    def gan_weight_at(self, step: int) -> float:
+        """The adversarial weight at iteration ``step`` (0 before ``disc_start``)."""
+        hp = self.hparams
+        if self.discriminator is None or step < hp.disc_start:
+            return 0.0
+        if hp.late_gan_weight is not None and step >= hp.late_gan_start:
+            return float(hp.late_gan_weight)
+        return float(hp.gan_weight)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = self.inputs(batch)
         step = self.global_step
@@ -282,15 +300,31 @@ class TokenizerModule(L.LightningModule):
         schedulers = self.lr_schedulers()
         schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
         opt_g = optimizers[0]
-        gan_on = self.discriminator is not None and step >= self.hparams.disc_start
+        gan_weight = self.gan_weight_at(step)
+        gan_on = gan_weight > 0
+        every = max(1, int(self.hparams.generator_every))
+        update_generator = not gan_on or every == 1 or (step + 1) % every == 0
 
         out: TokenizerOutput = self.tokenizer.training_output(x, step)
         target = x if out.target is None else out.target
-        terms = self.reconstruction_losses(out.recon, target)
-        rec_total = sum(terms.values())
+        judged = out.judged or [(out.recon, None)]
+        if not update_generator:  # a discriminator-only iteration; its optimizer step counts the iteration
+            d_terms = self._discriminator_step(target, judged, optimizers[1], count_step=True)
+            with warnings.catch_warnings():  # the generator's schedule follows iterations, stepped or not
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                for scheduler in schedulers:
+                    scheduler.step()
+            self.log_dict({f"train/{k}": v for k, v in d_terms.items()})
+            return sum(d_terms.values())
+        terms: dict[str, torch.Tensor] = {}
+        for recon, key in judged:
+            own = self.reconstruction_losses(recon, target)
+            if gan_on:
+                adversarial = self._generator_adversarial(target, recon, sum(own.values()), key, gan_weight)
+                own.update(adversarial)
+            for name, value in own.items():
+                terms[name] = terms[name] + value if name in terms else value
         terms.update(out.losses)
-        if gan_on:
-            terms.update(self._generator_adversarial(target, out.recon, rec_total))
         loss = sum(terms.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {step}: {_fmt(terms)}")
@@ -302,8 +336,8 @@ class TokenizerModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.tokenizer)
 
-        if gan_on:
-            d_terms = self._discriminator_step(target, out.recon.detach(), optimizers[1])
+        if gan_on and every == 1:
+            d_terms = self._discriminator_step(target, [(r.detach(), k) for r, k in judged], optimizers[1])
             schedulers[1].step()
             terms.update(d_terms)
         self.log("train/loss", loss.detach(), prog_bar=True)
@@ -312,16 +346,26 @@ class TokenizerModule(L.LightningModule):
         self.log("train/lr", schedulers[0].get_last_lr()[0])
         return loss.detach()
 
+    def _judge(self, images: torch.Tensor, key: int | None) -> Any:
+        return self.discriminator(images) if key is None else self.discriminator(images, key)
+
     def _generator_adversarial(
-        self, x: torch.Tensor, recon: torch.Tensor, rec_total: torch.Tensor
+        self,
+        x: torch.Tensor,
+        recon: torch.Tensor,
+        rec_total: torch.Tensor,
+        key: int | None = None,
+        gan_weight: float | None = None,
     ) -> dict[str, torch.Tensor]:
         from ..losses.gan import mixed_generator_loss
 
         self.discriminator.requires_grad_(False)
         try:
-            fake = self.discriminator(recon)
+            fake = self._judge(recon, key)
             adversarial = mixed_generator_loss(fake.logits, self._loss_names(fake))
-            weight = torch.tensor(self.hparams.gan_weight, device=x.device)
+            weight = torch.tensor(
+                self.hparams.gan_weight if gan_weight is None else gan_weight, device=x.device
+            )
             last = self.tokenizer.last_layer()
             if self.hparams.adaptive_gan_weight and last is not None and torch.is_tensor(rec_total):
                 from ..losses import adaptive_generator_weight
@@ -332,7 +376,7 @@ class TokenizerModule(L.LightningModule):
                 from ..losses import feature_matching_loss
 
                 with torch.no_grad():
-                    real = self.discriminator(x)
+                    real = self._judge(x, key)
                 terms["gan/feature_matching"] = self.hparams.feature_matching_weight * feature_matching_loss(
                     real.features, fake.features
                 )
@@ -340,20 +384,37 @@ class TokenizerModule(L.LightningModule):
         finally:
             self.discriminator.requires_grad_(True)
 
-    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor, opt_d: Any) -> dict[str, torch.Tensor]:
+    def _discriminator_step(
+        self,
+        x: torch.Tensor,
+        judged: list[tuple[torch.Tensor, int | None]],
+        opt_d: Any,
+        *,
+        count_step: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """One discriminator update on real ``x`` against every judged reconstruction (by its member).
+
+        Normally the raw optimizer steps, so ``global_step`` counts generator steps only; on an iteration
+        without a generator step (``count_step``) Lightning's wrapper steps, so the iteration still counts.
+        """
         from ..losses.gan import mixed_discriminator_loss
 
-        real_out, fake_out = self.discriminator(x), self.discriminator(fake)
-        d_loss = mixed_discriminator_loss(real_out.logits, fake_out.logits, self._loss_names(real_out))
-        terms = {"gan/discriminator": d_loss}
-        if self.lecam is not None:
-            terms["gan/lecam"] = self.hparams.lecam_weight * self.lecam(real_out.logits, fake_out.logits)
+        terms: dict[str, torch.Tensor] = {}
+        for fake, key in judged:
+            real_out, fake_out = self._judge(x, key), self._judge(fake.detach(), key)
+            d_loss = mixed_discriminator_loss(real_out.logits, fake_out.logits, self._loss_names(real_out))
+            terms["gan/discriminator"] = terms.get("gan/discriminator", 0) + d_loss
+            if self.lecam is not None:
+                lecam = self.hparams.lecam_weight * self.lecam(real_out.logits, fake_out.logits)
+                terms["gan/lecam"] = terms.get("gan/lecam", 0) + lecam
         total = sum(terms.values())
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(total)
         self._clip(self.discriminator.parameters())
-        # The raw optimizer: stepping the Lightning wrapper would advance global_step a second time.
-        opt_d.optimizer.step()
+        if count_step:
+            opt_d.step()
+        else:
+            opt_d.optimizer.step()
         return {k: v.detach() for k, v in terms.items()}
 
     # ------------------------------------------------------------------ validation

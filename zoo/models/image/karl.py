@@ -19,8 +19,10 @@ of ``16..368`` tokens and a target error drawn from a prior over small errors, i
 that budget reaches per image; (2) with the full budget, conditioned on that achieved error, it teaches
 the halting head to drop the tokens past the first budget's count. Losses: cross-entropy over the base
 ids, MSE of the soft code to the true code, the VQ loss and the halting BCE, all of weight 1 in both
-passes. Train it with the base frozen (``freeze: [base]``); upstream's stage-2 fine-tuning with one
-discriminator per token-count bucket is not provided here.
+passes. Train stage 1 with the base frozen (``freeze: [base]``). Stage 2 (``train_stage=2``) unfreezes it and
+replaces the distillation terms by the trainer's L1 + LPIPS + adaptive hinge GAN on both passes'
+images, each judged by the PatchGAN of its token-count bucket (`zoo.nn.KeyedDiscriminator`), with
+discriminator-only iterations between generator ones (``generator_every: 9``), as upstream.
 
 Tokens: ``encode(x, target_error=0.05)`` returns ids ``[B, T]`` over the 4096 codes with the kept tokens
 first (in their order) and ``Tokens.lengths`` the per-image count; ``Tokens.side["positions"]`` keeps each
@@ -137,6 +139,10 @@ class KARL(ImageTokenizer):
         prior_max_error, prior_decay: the first pass's target-error prior (uniform over bins up to
             ``prior_max_error``, decayed for bins at or above the best error reached).
         target_error: default error of ``encode`` and ``forward`` (0.05, upstream's default).
+        train_stage: 1 distils the frozen base (cross-entropy and soft-code MSE); 2 fine-tunes end to end
+            with the trainer's pixel and GAN losses on both passes' images, each judged by the
+            discriminator of its token-count bucket (``TokenizerOutput.judged``).
+        gan_buckets: stage 2's token-count buckets, ``token_budget / gan_buckets`` tokens wide (8 of 32).
     """
 
     def __init__(
@@ -161,6 +167,8 @@ class KARL(ImageTokenizer):
         prior_max_error: float = 0.04,
         prior_decay: float = 0.99,
         target_error: float = 0.05,
+        train_stage: int = 1,
+        gan_buckets: int = 8,
     ) -> None:
         super().__init__()
         from ..._factory import create
@@ -177,6 +185,9 @@ class KARL(ImageTokenizer):
         self.token_budget, self.target_error = token_budget, target_error
         self.train_budgets = list(range(budget_step, max_train_budget + 1, budget_step))
         self.prior_decay = prior_decay
+        if train_stage not in (1, 2):
+            raise ValueError(f"train_stage must be 1 or 2, got {train_stage}")
+        self.train_stage, self.gan_buckets = train_stage, gan_buckets
         self.quality_bins = tuple(float(b) for b in quality_bins)
         scale = width**-0.5
         self.patch_embed = nn.Conv2d(
@@ -294,25 +305,40 @@ class KARL(ImageTokenizer):
     def _pass_losses(
         self,
         halt: torch.Tensor,
-        halt_target: torch.Tensor,
+        drop: int,
         q: Any,
         logits: torch.Tensor,
         ids: torch.Tensor,
         soft: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        codebook = self.base.quantizer.output_codes().detach()
-        true_code = codebook[ids]
+        """One pass's losses: halting BCE (the last ``drop`` tokens should halt, the others not; two
+        means, as upstream), the VQ loss, and in stage 1 the distillation terms."""
+        keep = halt.shape[1] - drop
         losses = {
-            "rec/base_ce": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1)),
-            "rec/code_mse": F.mse_loss(soft.flatten(2).transpose(1, 2), true_code),
-            **q.losses,
+            "halt/bce": F.binary_cross_entropy_with_logits(halt[:, :keep], torch.zeros_like(halt[:, :keep]))
         }
-        if halt_target.shape[1]:
-            losses["halt/bce"] = _halting_bce(halt, halt_target)
+        if drop:
+            losses["halt/bce"] = losses["halt/bce"] + F.binary_cross_entropy_with_logits(
+                halt[:, keep:], torch.ones_like(halt[:, keep:])
+            )
+        losses.update(q.losses)
+        if self.train_stage == 1:
+            codebook = self.base.quantizer.output_codes().detach()
+            losses["rec/base_ce"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1))
+            losses["rec/code_mse"] = F.mse_loss(soft.flatten(2).transpose(1, 2), codebook[ids])
         return losses
 
+    def bucket(self, tokens: int) -> int:
+        """Stage 2's discriminator for images rebuilt from ``tokens`` tokens (upstream's ``n // 32 - 1``)."""
+        width = max(1, self.token_budget // self.gan_buckets)
+        return max(0, min(self.gan_buckets, tokens // width) - 1)
+
     def training_output(self, x: torch.Tensor, step: int) -> TokenizerOutput:
-        """Upstream's two passes: estimate the error a random budget reaches, then learn to halt at it."""
+        """Upstream's two passes: estimate the error a random budget reaches, then learn to halt at it.
+
+        Stage 1 returns the distillation losses; stage 2 returns both passes' images in ``judged`` with
+        their bucket, for the trainer's pixel, perceptual and adversarial losses.
+        """
         self.check_images(x)
         b, grid = len(x), self._grid(x)
         tokens, ids = self.image_tokens(x)
@@ -320,12 +346,11 @@ class KARL(ImageTokenizer):
         first = random.choice(self.train_budgets)
         bins = torch.multinomial(self.bin_prior, b, replacement=True)
         halt, q = self.encode_latents(tokens, bins, first)
-        codes = q.quantized.transpose(1, 2)
         positions = torch.arange(first, device=x.device).expand(b, -1)
-        logits, soft, recon = self.decode_latents(codes, positions, grid, None)
-        losses = self._pass_losses(halt, torch.zeros_like(halt), q, logits, ids, soft)
+        logits, soft, recon_first = self.decode_latents(q.quantized.transpose(1, 2), positions, grid, None)
+        losses = self._pass_losses(halt, 0, q, logits, ids, soft)
         with torch.no_grad():
-            reached = (x - recon).abs().flatten(1).mean(1)
+            reached = (x - recon_first.detach()).abs().flatten(1).mean(1)
             self.bin_prior[self.bins >= reached.min()] *= self.prior_decay
             self.bin_prior /= self.bin_prior.sum()
         # Pass 2: the full budget, asked for the error pass 1 reached; halt the tokens past its budget.
@@ -336,21 +361,19 @@ class KARL(ImageTokenizer):
         hidden = torch.sigmoid(halt.detach()) > self.threshold
         positions = torch.arange(budget, device=x.device).expand(b, -1)
         logits, soft, recon = self.decode_latents(q.quantized.transpose(1, 2), positions, grid, hidden)
-        target = torch.zeros_like(halt)
-        target[:, budget - drop :] = 1
-        second = self._pass_losses(halt, target, q, logits, ids, soft)
-        if drop:
-            second["halt/bce"] = _halting_bce(
-                halt[:, : budget - drop], target[:, : budget - drop]
-            ) + _halting_bce(halt[:, budget - drop :], target[:, budget - drop :])
-        merged = {k: losses.get(k, 0) + second.get(k, 0) for k in {*losses, *second}}
+        second = self._pass_losses(halt, drop, q, logits, ids, soft)
+        merged = {k: losses[k] + second[k] for k in losses}
         stats = {
             "first_budget": torch.tensor(float(first)),
             "reached_error": reached.mean(),
             "kept_tokens": (~hidden).float().sum(1).mean(),
             **{f"vq_{k}": v for k, v in q.stats.items()},
         }
-        return TokenizerOutput(recon=recon, ids=q.ids, losses=merged, stats=stats)
+        judged = None
+        if self.train_stage == 2:
+            key = self.bucket(first)
+            judged = [(recon_first, key), (recon, self.bucket(budget - drop))]
+        return TokenizerOutput(recon=recon, ids=q.ids, losses=merged, stats=stats, judged=judged)
 
     def _jitter(self, bins: torch.Tensor, drop: int) -> torch.Tensor:
         """Upstream's conditioning noise: ask for a smaller error when the first budget was full, a larger
@@ -428,10 +451,6 @@ class KARL(ImageTokenizer):
         size = tokens.meta.get("image_size") or [self.resolution, self.resolution]
         grid = (int(size[0]) // self.downsample, int(size[1]) // self.downsample)
         return self.decode_latents(codes, positions.clamp_min(0), grid, ~valid)[2]
-
-
-def _halting_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, target)
 
 
 # ---------------------------------------------------------------------------------------------- converter
