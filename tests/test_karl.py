@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from karl_layout import karl_shapes
 from mage_layout import mage_vqgan_shapes
 from tokenizer_checks import assert_every_parameter_has_a_gradient, assert_training_reduces_loss
 
@@ -44,10 +46,19 @@ def varied_inputs(photos: torch.Tensor) -> torch.Tensor:
 
 
 def test_paper_size_counts_on_meta() -> None:
+    shapes = karl_shapes()
+    assert len(shapes) == 223 and sum(math.prod(s) for s in shapes.values()) == 216_395_533
     with torch.device("meta"):
         model = zoo.create("karl")
         total, base = model.num_parameters(), model.base.num_parameters()
+        upstream = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+        upstream |= {
+            f"base_tokenizer.vqgan.{k}": torch.empty(s, device="meta") for k, s in mage_vqgan_shapes().items()
+        }
+        converted = convert_karl(upstream)
     assert base == 54_515_587 and total - base == 216_395_533  # upstream's karl_small without its base
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected
     assert model.token_budget == 256 and model.codebook_sizes == (4096,) and len(model.train_budgets) == 23
 
 
@@ -255,3 +266,13 @@ def test_stage_two_judges_both_passes_by_bucket_and_alternates_updates(tmp_path:
         not torch.equal(a, m.to_logits.weight) for a, m in zip(members_before, module.discriminator.members)
     ]
     assert 1 <= sum(changed) < 8  # only the buckets the sampled budgets fell in were trained
+
+
+def test_hub_round_trip(trained, photos, hub) -> None:
+    trained.push_to_hub("tester/karl-tiny")
+    again = zoo.load("tester/karl-tiny")
+    tokens = again.encode(photos)
+    assert torch.equal(tokens.ids, trained.encode(photos).ids) and torch.equal(
+        tokens.lengths, trained.encode(photos).lengths
+    )
+    torch.testing.assert_close(again.decode(tokens), trained.decode(tokens))
