@@ -41,7 +41,6 @@ Deliberate differences from upstream (each keeps upstream's outputs at batch siz
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -343,7 +342,9 @@ class KARL(ImageTokenizer):
         b, grid = len(x), self._grid(x)
         tokens, ids = self.image_tokens(x)
         # Pass 1: a random budget, a target error from the prior; no token may halt yet.
-        first = random.choice(self.train_budgets)
+        first = self.train_budgets[
+            int(torch.randint(len(self.train_budgets), ()))
+        ]  # torch's RNG: seeded runs repeat
         bins = torch.multinomial(self.bin_prior, b, replacement=True)
         halt, q = self.encode_latents(tokens, bins, first)
         positions = torch.arange(first, device=x.device).expand(b, -1)
@@ -379,9 +380,9 @@ class KARL(ImageTokenizer):
         """Upstream's conditioning noise: ask for a smaller error when the first budget was full, a larger
         one when it was the second smallest (each 45 % of the time)."""
         last = len(self.bins) - 1
-        if drop == 0 and random.random() > 0.55:
+        if drop == 0 and float(torch.rand(())) > 0.55:
             return 1 + (torch.rand(len(bins), device=bins.device) * bins).floor().long()
-        if drop == self.token_budget - 2 * self.train_budgets[0] and random.random() > 0.55:
+        if drop == self.token_budget - 2 * self.train_budgets[0] and float(torch.rand(())) > 0.55:
             return (bins + torch.rand(len(bins), device=bins.device) * (last - bins)).clamp(max=last).long()
         return bins
 
