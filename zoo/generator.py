@@ -46,14 +46,13 @@ def as_labels(
 class Generator(ZooModel):
     """Base class of every generator.
 
-    Subclasses set ``tokenizer_name`` (constructor argument ``tokenizer``), ``num_classes`` and
+    Subclasses take the constructor argument ``tokenizer`` (read back as ``tokenizer_name``), set ``num_classes`` and
     ``grid`` and implement ``sample``, ``training_loss`` and ``token_layout``; discrete generators also
     implement ``log_prob``. Labels ``0 .. num_classes - 1`` are classes; the class embedding has one
     more row, the null class ``num_classes`` that classifier-free guidance and label dropout use.
     """
 
     modality = "generator"
-    tokenizer_name: str | None = None
     num_classes: int = 1000
     grid: tuple[int, int] = (16, 16)
 
@@ -85,19 +84,35 @@ class Generator(ZooModel):
         return layout
 
     # ------------------------------------------------------------------ tokenizer
+    @property
+    def tokenizer_name(self) -> str | None:
+        """The tokenizer whose tokens this generator models, as ``config.json`` records it."""
+        return self.config.get("tokenizer")
+
+    @tokenizer_name.setter
+    def tokenizer_name(self, name: str | None) -> None:
+        self.update_config(tokenizer=name)
+
+    def layout_problems(
+        self, grid: Sequence[int], codebook_sizes: Sequence[int], latent_channels: int | None
+    ) -> list[str]:
+        """How tokens with this layout differ from what the generator models (empty: they fit)."""
+        problems = []
+        if tuple(grid) != tuple(self.grid):
+            problems.append(f"grid {tuple(grid)} instead of {tuple(self.grid)}")
+        if self.discrete and tuple(codebook_sizes) != tuple(self.codebook_sizes):
+            problems.append(f"codebooks {tuple(codebook_sizes)} instead of {self.codebook_sizes}")
+        if not self.discrete and latent_channels != self.latent_channels:
+            problems.append(f"{latent_channels} latent channels instead of {self.latent_channels}")
+        return problems
+
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Raise if ``tokenizer``'s tokens at its native size are not what this generator models."""
-        layout = tokenizer.token_layout()
-        grid = tuple(layout.get("grid", ()))
-        problems = []
-        if grid != tuple(self.grid):
-            problems.append(f"grid {grid} instead of {tuple(self.grid)}")
-        if self.discrete and tuple(tokenizer.codebook_sizes) != tuple(self.codebook_sizes):
-            problems.append(f"codebooks {tuple(tokenizer.codebook_sizes)} instead of {self.codebook_sizes}")
-        if not self.discrete and getattr(tokenizer, "latent_channels", None) != self.latent_channels:
-            problems.append(
-                f"{getattr(tokenizer, 'latent_channels', None)} latent channels instead of {self.latent_channels}"
-            )
+        problems = self.layout_problems(
+            tokenizer.token_layout().get("grid", ()),
+            tokenizer.codebook_sizes,
+            getattr(tokenizer, "latent_channels", None),
+        )
         if problems:
             raise ValueError(
                 f"{self.arch or type(self).__name__} cannot model the tokens of {tokenizer.arch}: "

@@ -98,22 +98,21 @@ class GeneratorModule(L.LightningModule):
         if not index:
             return
         generator = self.generator
-        problems = []
-        if tuple(index.get("grid", ())) != tuple(generator.grid):
-            problems.append(f"grid {index.get('grid')} vs {list(generator.grid)}")
-        if generator.discrete and tuple(index.get("codebook_sizes") or ()) != tuple(generator.codebook_sizes):
-            problems.append(f"codebooks {index.get('codebook_sizes')} vs {list(generator.codebook_sizes)}")
-        if not generator.discrete and index.get("latent_channels") != generator.latent_channels:
-            problems.append(f"{index.get('latent_channels')} latent channels vs {generator.latent_channels}")
+        problems = generator.layout_problems(
+            index.get("grid", ()), index.get("codebook_sizes") or (), index.get("latent_channels")
+        )
         if index.get("num_classes") and int(index["num_classes"]) > generator.num_classes:
             problems.append(f"{index['num_classes']} classes vs {generator.num_classes}")
         if problems:
             raise ValueError(f"the token cache does not fit {self.hparams.model}: " + "; ".join(problems))
         if not generator.tokenizer_name and index.get("tokenizer"):
-            for model in (generator, *([self.ema.module] if self.ema else [])):
-                model.tokenizer_name = index["tokenizer"]
-                model.update_config(tokenizer=index["tokenizer"])
+            self._record_tokenizer(index["tokenizer"])
             log.info("generator tokenizer: %s (from the token cache)", index["tokenizer"])
+
+    def _record_tokenizer(self, name: str) -> None:
+        """Name the tokenizer in the trained generator's config (and its EMA copy's, which is exported)."""
+        for model in (self.generator, *([self.ema.module] if self.ema else [])):
+            model.tokenizer_name = name
 
     # ------------------------------------------------------------------ optimizer
     def configure_optimizers(self) -> Any:
@@ -218,6 +217,4 @@ class GeneratorModule(L.LightningModule):
             torch.set_rng_state(checkpoint["zoo_rng"]["torch"])
         config = (checkpoint.get("zoo") or {}).get("config") or {}
         if config.get("tokenizer") and not self.generator.tokenizer_name:
-            for model in (self.generator, *([self.ema.module] if self.ema else [])):
-                model.tokenizer_name = config["tokenizer"]
-                model.update_config(tokenizer=config["tokenizer"])
+            self._record_tokenizer(config["tokenizer"])

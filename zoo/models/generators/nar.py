@@ -122,7 +122,6 @@ class NAR(Generator):
         super().__init__()
         if order not in ("neighbor", "raster"):
             raise ValueError(f"order must be 'neighbor' or 'raster', got {order!r}")
-        self.tokenizer_name = tokenizer
         self.vocab_size, self.num_classes, self.order = vocab_size, num_classes, order
         self.grid = (grid, grid)
         self.side = grid

@@ -274,7 +274,6 @@ class XAR(Generator):
         default_steps: int = 40,
     ) -> None:
         super().__init__()
-        self.tokenizer_name = tokenizer
         self.channels, self.num_classes = latent_channels, num_classes
         self.grid = (grid, grid)
         self.layout = EntityLayout(grid, entity, cell, tuple(scales))
