@@ -54,6 +54,12 @@ class GaussianBottleneck(Quantizer):
     def codebook_sizes(self) -> tuple[int, ...]:
         return ()
 
+    @staticmethod
+    def split(moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log-variance)`` in float32, the log-variance clamped to ``[-30, 20]`` as LDM does."""
+        mean, logvar = moments.float().chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
     def forward(
         self, moments: torch.Tensor, mask: torch.Tensor | None = None, sample: bool | None = None
     ) -> QuantizerOutput:
@@ -62,8 +68,7 @@ class GaussianBottleneck(Quantizer):
                 f"expected [B, {2 * self.dim}, ...] moments (mean and log-variance), got {tuple(moments.shape)}"
             )
         with torch.autocast(moments.device.type, enabled=False):
-            mean, logvar = moments.float().chunk(2, dim=1)
-            logvar = logvar.clamp(-30.0, 20.0)
+            mean, logvar = self.split(moments)
             draw = self.training if sample is None else sample
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if draw else mean
             losses: dict[str, torch.Tensor] = {}

@@ -148,7 +148,7 @@ class KL16(ImageTokenizer):
         z = self.quantizer(moments, sample=sample).quantized * self.scale_factor
         side = {}
         if posterior:
-            logvar = moments.float().chunk(2, dim=1)[1].clamp(-30.0, 20.0)
+            logvar = self.quantizer.split(moments)[1]
             side["latent_std"] = torch.exp(0.5 * logvar) * self.scale_factor
         return self.make_tokens(
             latents=z,
