@@ -263,7 +263,7 @@ def train_generator(
     from zoo.training import GeneratorModule
 
     L.seed_everything(seed, verbose=False)
-    module = GeneratorModule(model, model_args=model_args, ema_decay=0.999, grad_clip=1.0, **module_args)
+    module = GeneratorModule(model, model_args=model_args, **module_args)
     data = TokenCacheDataModule(str(cache), batch_size=64, num_workers=0, seed=seed)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -282,22 +282,18 @@ def train_generator(
     return module.evaluated_generator().eval(), loss
 
 
-NAR_ARGS = {
-    "lr": 3e-3,
-    "betas": (0.9, 0.95),
-    "weight_decay": 0.05,
-    "schedule": "multistep",
-    "warmup_steps": 50,
-}
-XAR_ARGS = {
-    "lr": 1e-3,
-    "betas": (0.9, 0.96),
-    "weight_decay": 0.02,
-    "schedule": "constant_cosine",
-    "cosine_start": 0.75,
-    "min_lr_ratio": 0.025,
-    "warmup_steps": 100,
-}
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe_settings(name: str) -> dict[str, Any]:
+    """The optimiser, schedule, EMA and clipping of ``recipes/<name>.yaml``, so the benchmark trains
+    exactly as the recipe does (sample grids off)."""
+    import yaml
+
+    settings = dict(yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["model"]["init_args"])
+    for key in ("model", "sample_every", "sample_cfg"):
+        settings.pop(key, None)
+    return settings
 
 
 @torch.no_grad()
@@ -582,10 +578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     gens: dict[str, Any] = {}
     losses: dict[str, float] = {}
     plans = (
-        ("nar", "nar_tiny", {}, caches["vq16_tiny"]["train"], args.nar_steps, NAR_ARGS),
+        ("nar", "nar_tiny", {}, caches["vq16_tiny"]["train"], args.nar_steps, recipe_settings("nar_tiny")),
         ("raster", "nar_tiny", {"order": "raster", "depth": args.raster_depth}, caches["vq16_tiny"]["train"],
-         args.nar_steps, NAR_ARGS),
-        ("xar", "xar_tiny", {}, caches["kl16_tiny"]["train"], args.xar_steps, XAR_ARGS),
+         args.nar_steps, recipe_settings("nar_tiny")),
+        ("xar", "xar_tiny", {}, caches["kl16_tiny"]["train"], args.xar_steps, recipe_settings("xar_tiny")),
     )  # fmt: skip
     for key, model, model_args, cache, steps, module_args in plans:
         t0 = time.perf_counter()
