@@ -305,7 +305,9 @@ class TokenizerModule(L.LightningModule):
         every = max(1, int(self.hparams.generator_every))
         update_generator = not gan_on or every == 1 or (step + 1) % every == 0
 
-        out: TokenizerOutput = self.tokenizer.training_output(x, step)
+        # A discriminator-only iteration needs the reconstructions, not the graph that made them.
+        with torch.set_grad_enabled(update_generator):
+            out: TokenizerOutput = self.tokenizer.training_output(x, step)
         target = x if out.target is None else out.target
         judged = out.judged or [(out.recon, None)]
         if not update_generator:  # a discriminator-only iteration; its optimizer step counts the iteration
