@@ -189,6 +189,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
             done += 1
         except (ZooError, ValueError, OSError) as exc:
             failures.append((path, str(exc).removeprefix(f"{path}: ")))
+    taken = getattr(model, "last_decode_path", None)  # models with several decoders (SEED) name theirs
+    if taken:
+        print(f"decoded through {taken}", file=sys.stderr)
     return _report(failures, done, "decoded")
 
 

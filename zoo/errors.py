@@ -32,3 +32,8 @@ class CheckpointError(ZooError, ValueError):
 
 class HubError(ZooError, OSError):
     """A Hub repository, revision or file that cannot be resolved."""
+
+
+class MissingPartError(ZooError, RuntimeError):
+    """A part a model needs but does not save is absent: a frozen vision tower or teacher, or a decoder
+    whose weights the user supplies (the message says how to supply it)."""

@@ -31,10 +31,11 @@ class TokenizerOutput:
     reconstructs a magnitude spectrogram); ``None`` means the input.
     ``judged`` lists reconstructions that are scored and judged instead of ``recon`` alone, each with
     the member of a keyed discriminator that judges it (KARL's two passes, one discriminator per
-    token-count bucket); ``recon`` is then only logged.
+    token-count bucket); ``recon`` is then only logged. ``recon`` is ``None`` for a model scored by its
+    own losses alone (SEED without a pixel decoder, whose output is an embedding).
     """
 
-    recon: torch.Tensor
+    recon: torch.Tensor | None
     ids: torch.Tensor | None = None
     latents: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)

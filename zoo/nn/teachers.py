@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "Frozen",
     "FrozenTeacher",
     "MelConvTeacher",
     "MusicSSLTeacher",
+    "TeacherSet",
     "WavLMTeacher",
     "WhisperEncoderTeacher",
     "fit_frames",
@@ -47,22 +49,34 @@ def fit_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
     return torch.cat([features, features[..., -1:].expand(*features.shape[:-1], frames - have)], dim=-1)
 
 
-class FrozenTeacher(nn.Module):
+class Frozen(nn.Module):
+    """A module that never trains: no parameter requires grad and it stays in eval mode (dropout off,
+    frozen norms) whatever its owner's mode. Base of every teacher, audio or image."""
+
+    def freeze(self) -> Frozen:
+        self.requires_grad_(False)
+        nn.Module.train(self, False)
+        return self
+
+    def train(self, mode: bool = True) -> Frozen:
+        return nn.Module.train(self, False)
+
+
+class TeacherSet(dict):
+    """Teachers by name, kept outside a tokenizer's module tree (so never saved with it) and shared, not
+    copied, by deep copies of the tokenizer such as the trainer's EMA copy."""
+
+    def __deepcopy__(self, memo: dict) -> TeacherSet:
+        return self
+
+
+class FrozenTeacher(Frozen):
     """Base class: a frozen encoder ``wav -> {role: [B, dim, F]}`` at ``frame_rate``."""
 
     sample_rate: int = 16000
     frame_rate: float = 50.0
     dim: int = 0
     roles: tuple[str, ...] = ()
-
-    def freeze(self) -> FrozenTeacher:
-        self.requires_grad_(False)
-        nn.Module.train(self, False)
-        return self
-
-    def train(self, mode: bool = True) -> FrozenTeacher:
-        """Teachers stay in eval mode (dropout off, frozen norms) whatever the caller's mode."""
-        return nn.Module.train(self, False)
 
     def num_frames(self, num_samples: int, sample_rate: int) -> int:
         """Frames this teacher yields for ``num_samples`` at ``sample_rate``."""

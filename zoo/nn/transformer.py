@@ -9,6 +9,8 @@ the same logit to every key of a query and cancels in the softmax, so it is not 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,19 +46,33 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with optional q/v biases, per-head qk LayerNorm and rotary positions."""
+    """Multi-head self-attention with optional q/v biases, per-head qk LayerNorm and rotary positions.
+
+    ``qkv_bias``: ``True`` learns query and value biases (``q_bias``/``v_bias``, BEiT/EVA); ``"fused"`` a
+    bias on the packed projection (``qkv.bias``, timm's ViT), whose key third cancels in the softmax but is
+    kept so that checkpoints and parameter counts match; ``False`` none.
+    """
 
     def __init__(
-        self, dim: int, heads: int, *, qkv_bias: bool = True, qk_norm: bool = False, norm_eps: float = 1e-6
+        self,
+        dim: int,
+        heads: int,
+        *,
+        qkv_bias: bool | Literal["fused"] = True,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        if qkv_bias not in (True, False, "fused"):
+            raise ValueError(f"qkv_bias must be True, False or 'fused', got {qkv_bias!r}")
         self.heads = heads
         self.head_dim = dim // heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
-        self.v_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias == "fused")
+        separate = qkv_bias is True
+        self.q_bias = nn.Parameter(torch.zeros(dim)) if separate else None
+        self.v_bias = nn.Parameter(torch.zeros(dim)) if separate else None
         self.q_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
@@ -67,7 +83,7 @@ class Attention(nn.Module):
         """``x [B, N, C]``; ``mask`` boolean ``[N, N]`` or ``[B, 1, N, N]`` (True: may attend);
         ``rope`` angles ``[N, head_dim / 2]`` from `rope_angles`."""
         b, n, c = x.shape
-        bias = None
+        bias = self.qkv.bias
         if self.q_bias is not None:
             bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, bias).view(b, n, 3, self.heads, self.head_dim)
@@ -102,7 +118,7 @@ class TransformerBlock(nn.Module):
         dim: token width.
         heads: attention heads.
         mlp_ratio: MLP hidden width relative to ``dim``.
-        qkv_bias: learn query and value biases.
+        qkv_bias: ``True`` learns query and value biases, ``"fused"`` a bias on the packed projection.
         norm_eps: epsilon of every LayerNorm in the block.
         qk_norm: per-head LayerNorm on queries and keys (stabilises large ViTs).
         layer_scale: initial value of the per-channel residual gains ``gamma_1/2``; ``None``: no gains.
@@ -113,7 +129,7 @@ class TransformerBlock(nn.Module):
         dim: int,
         heads: int,
         mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
+        qkv_bias: bool | Literal["fused"] = True,
         norm_eps: float = 1e-6,
         *,
         qk_norm: bool = False,

@@ -81,7 +81,9 @@ class TokenizerModule(L.LightningModule):
             Fine-tuning a codec on new data starts here (a resumed run restores its own weights instead).
         init_parts: weights for named submodules from other saved models (anything ``zoo.load`` takes),
             e.g. ``{"base": "exports/vqgan_mage"}`` to start KARL on a trained base tokenizer; each must fit
-            its submodule exactly. Applied after ``init_from``.
+            its submodule exactly. A saved model of the tokenizer's own class gives its same-named part
+            (``{"qformer": "seed"}``: SEED's stage-1 Q-Former from the released tokenizer). Applied after
+            ``init_from``.
         freeze: names of submodules to keep fixed, e.g. ``["encoder", "quantizer"]`` to fine-tune only a
             decoder: their parameters get no gradient and they stay in eval mode, so EMA codebooks, k-means
             and dead-code restarts inside them do not move either.
@@ -183,7 +185,10 @@ class TokenizerModule(L.LightningModule):
         if not part or part not in modules:
             top = ", ".join(name for name, _ in self.tokenizer.named_children())
             raise ValueError(f"init_parts: no submodule {part!r} in {self.hparams.model}; its parts: {top}")
-        load_weights(modules[part], load(source).state_dict(), f"init_parts[{part!r}] {source!r}")
+        donor = load(source)
+        if type(donor) is type(self.tokenizer):  # the same part of a model like this one
+            donor = dict(donor.named_modules()).get(part, donor)
+        load_weights(modules[part], donor.state_dict(), f"init_parts[{part!r}] {source!r}")
         log.info("initial weights of %s: %s", part, source)
 
     def _freeze(self, names: list[str]) -> list[str]:
@@ -309,7 +314,7 @@ class TokenizerModule(L.LightningModule):
         with torch.set_grad_enabled(update_generator):
             out: TokenizerOutput = self.tokenizer.training_output(x, step)
         target = x if out.target is None else out.target
-        judged = out.judged or [(out.recon, None)]
+        judged = out.judged or ([(out.recon, None)] if out.recon is not None else [])
         if not update_generator:  # a discriminator-only iteration; its optimizer step counts the iteration
             d_terms = self._discriminator_step(target, judged, optimizers[1], count_step=True)
             with warnings.catch_warnings():  # the generator's schedule follows iterations, stepped or not
@@ -429,6 +434,12 @@ class TokenizerModule(L.LightningModule):
         tokenizer = self.evaluated_tokenizer()
         tokenizer.eval()
         out = tokenizer(x)
+        if out.recon is None:  # a model scored only by its own losses (SEED without a pixel decoder)
+            metrics = {f"val/{k}": v for k, v in out.losses.items()}
+            metrics["val/loss"] = sum(out.losses.values())
+            self.log_dict(metrics, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
+            self._count_ids(out.ids, tokenizer)
+            return
         spectral = out.target is not None
         x = x if out.target is None else out.target
         metrics = {"val/l1": F.l1_loss(out.recon, x), "val/mse": F.mse_loss(out.recon, x)}
@@ -436,34 +447,35 @@ class TokenizerModule(L.LightningModule):
             mse = F.mse_loss(out.recon.clamp(0, 1), x, reduction="none").flatten(1).mean(1)
             metrics["val/psnr"] = (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()
         self.log_dict(metrics, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
-        if out.ids is not None:
-            ids = out.ids.detach().reshape(-1)
-            counts = torch.bincount(ids[ids >= 0], minlength=tokenizer.codebook_sizes[0]).cpu()
-            self._val_counts = counts if self._val_counts is None else self._val_counts + counts
+        self._count_ids(out.ids, tokenizer)
         if batch_idx == 0:
             self._val_batch = (x.detach().cpu(), out.recon.detach().float().cpu())
             self._val_spectral = spectral
+
+    def _count_ids(self, ids: torch.Tensor | None, tokenizer: Tokenizer) -> None:
+        """Accumulate codebook usage over the validation epoch (the usage PNG)."""
+        if ids is None:
+            return
+        ids = ids.detach().reshape(-1)
+        counts = torch.bincount(ids[ids >= 0], minlength=tokenizer.codebook_sizes[0]).cpu()
+        self._val_counts = counts if self._val_counts is None else self._val_counts + counts
 
     def on_validation_epoch_end(self) -> None:
         self.last_metrics = {
             k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
         }
         every = self.hparams.sample_every
-        if (
-            every
-            and self._val_batch is not None
-            and self.trainer.is_global_zero
-            and not self.trainer.sanity_checking
-        ):
+        if every and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
-            original, recon = self._val_batch
-            if self.modality == "image":
-                picture = image_pairs(original, recon)
-            elif self._val_spectral:
-                picture = spectrogram_pairs(original, recon)
-            else:
-                picture = signal_pairs(original, recon)
-            save_png(picture, folder / f"step{self.global_step:07d}_reconstructions.png")
+            if self._val_batch is not None:
+                original, recon = self._val_batch
+                if self.modality == "image":
+                    picture = image_pairs(original, recon)
+                elif self._val_spectral:
+                    picture = spectrogram_pairs(original, recon)
+                else:
+                    picture = signal_pairs(original, recon)
+                save_png(picture, folder / f"step{self.global_step:07d}_reconstructions.png")
             if self._val_counts is not None:
                 save_png(
                     usage_histogram(self._val_counts),

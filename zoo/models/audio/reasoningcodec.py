@@ -58,7 +58,14 @@ from ..._factory import build, create
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...nn.dit import DiT1d
 from ...nn.flow_matching import ConditionalFlowMatching
-from ...nn.teachers import FrozenTeacher, MelConvTeacher, MusicSSLTeacher, WavLMTeacher, WhisperEncoderTeacher
+from ...nn.teachers import (
+    FrozenTeacher,
+    MelConvTeacher,
+    MusicSSLTeacher,
+    TeacherSet,
+    WavLMTeacher,
+    WhisperEncoderTeacher,
+)
 from ...quantizers import QuantizerOutput, ResidualVQ
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
@@ -308,13 +315,6 @@ class FeatureDecoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- teachers
-class _TeacherSet(dict):
-    """Teachers, shared (not copied) by deep copies of the codec such as the trainer's EMA copy."""
-
-    def __deepcopy__(self, memo: dict) -> _TeacherSet:
-        return self
-
-
 def tiny_teachers(
     sample_rate: int, whisper_dim: int, phone_dim: int, ssl_dim: int, seed: int = 0
 ) -> dict[str, FrozenTeacher]:
@@ -491,7 +491,7 @@ class ReasoningCodec(AudioTokenizer):
 
             self.sqcodec.load_state_dict(load(sqcodec_pretrained).state_dict())
 
-        self._teachers = _TeacherSet()
+        self._teachers = TeacherSet()
         self._text_lm: Callable[..., torch.Tensor] | None = None
         self._teacher_paths: dict[str, str] | None = None
         if teachers == "tiny":

@@ -1,3 +1,3 @@
 """Image tokenizers."""
 
-from . import karl, kl16, restok, retok, tokenbridge, vq16, vqgan_mage  # noqa: F401
+from . import karl, kl16, restok, retok, seed, tokenbridge, vq16, vqgan_mage  # noqa: F401
