@@ -256,7 +256,10 @@ def test_every_registered_tokenizer_has_a_recipe() -> None:
 
     trained = {yaml.safe_load(r.read_text())["model"]["init_args"]["model"] for r in RECIPES}
     tokenizers = {name for name in zoo.list_models() if zoo.info(name)["modality"] != "generator"}
-    assert tokenizers <= trained, f"no recipe for {sorted(tokenizers - trained)}"
+    # Tokenizers without a network are fitted by a command instead (HiVG: zoo fit-segments).
+    fitted = {name for name in tokenizers if getattr(zoo.create(name), "trained_by", None)}
+    assert tokenizers - fitted <= trained, f"no recipe for {sorted(tokenizers - fitted - trained)}"
+    assert fitted == {"hivg", "hivg_784", "hivg_1008"}
 
 
 DDP_RECIPE = """

@@ -8,8 +8,10 @@
     zoo push DIR REPO_ID [--branch B] [--private] [-m MESSAGE]
     zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
     zoo export RUN_DIR_OR_CKPT -o DIR [--no-ema]
-    zoo sample GENERATOR --labels 1,2 [--n 4] [--cfg 2.0] [--seed 0] -o OUT_DIR
+    zoo sample GENERATOR [--labels 1,2] [--n 4] [--cfg 2.0] [--seed 0] -o OUT_DIR   (PNGs, or .svg files)
     zoo fit-levels TOKENIZER DATA -o OUT_DIR       (TokenBridge: per-channel PTQ ranges)
+    zoo fit-segments TOKENIZER CORPUS -o OUT_DIR [--merges 500] [--min-frequency 2]
+                                        (HiVG: the segment vocabulary, from SVG files or .jsonl)
     zoo cache TOKENIZER DATA -o OUT_DIR [--views none|flip|ten_crop] [--devices cpu,cpu|cuda:0,cuda:1|N]
                                         (an image dataset encoded once into a token cache)
 
@@ -108,8 +110,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from . import load
+    from . import create, load
+    from ._registry import get_entry, is_model
 
+    name = str(args.model)
+    if is_model(name) and not get_entry(name).pretrained and getattr(create(name), "trained_by", None):
+        # A tokenizer that works untrained (HiVG's atomic level): the registry name builds it.
+        model = create(name).eval()
+        return model.to(args.device) if args.device else model
     model = load(args.model, revision=args.revision, device=args.device)
     if model.modality == "generator":
         raise ZooError(
@@ -146,8 +154,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 raise ZooError(f"{path}: no such file")
             media = read_media(path, modality=model.modality, **reader)
             x = model.prepare(media, path=path, **options)
+            x = x.to(model.device) if isinstance(x, torch.Tensor) else x  # SVG tokenizers take text
             with torch.inference_mode():
-                tokens = model.encode(x.to(model.device))
+                tokens = model.encode(x)
             tokens.meta.update(model.media_meta(media, **options))
             tokens.meta["source_file"] = path.name
             tokens.save(out / _output_name(path, used, TOKEN_SUFFIX))
@@ -342,6 +351,30 @@ def cmd_fit_levels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_segments(args: argparse.Namespace) -> int:
+    """Learn an SVG tokenizer's segment vocabulary on a corpus and save the tokenizer."""
+    from .data.svg import SVGCorpus
+
+    model = _load(argparse.Namespace(model=args.tokenizer, revision=args.revision, device=None))
+    if not hasattr(model, "train_segments"):
+        raise ZooError(f"{args.tokenizer} ({model.arch}) has no segment vocabulary to fit")
+    try:
+        corpus = SVGCorpus(args.corpus, "all", 0.0)
+    except (ValueError, OSError) as exc:
+        raise ZooError(str(exc)) from exc
+    texts = [corpus[i] for i in range(len(corpus) if args.limit is None else min(args.limit, len(corpus)))]
+    stats = model.train_segments(
+        texts, num_merges=args.merges, min_frequency=args.min_frequency, progress=True
+    )
+    model.save_pretrained(args.output)
+    print(
+        f"learned {stats['segments']} segments on {stats['icons']} SVG(s) ({stats['skipped']} skipped); "
+        f"geometry ids {stats['geometry_tokens']:,} -> {stats['geometry_segmented']:,} "
+        f"({stats['geometry_compression']:.2f}x), all ids {stats['compression']:.2f}x; saved to {args.output}"
+    )
+    return 0
+
+
 def _parse_labels(text: str) -> list[int]:
     try:
         labels = [int(part) for part in text.split(",") if part.strip()]
@@ -353,13 +386,15 @@ def _parse_labels(text: str) -> list[int]:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Sample ``n`` images per label, decode them with the generator's tokenizer, write PNGs and a grid."""
+    """Sample ``n`` items per label, decode them with the generator's tokenizer, write PNGs and a grid
+    (``.svg`` files, no grid, when the tokenizer is an SVG tokenizer)."""
     import torch
     from tqdm.auto import tqdm
 
     from . import load
+    from .errors import MediaError
     from .generator import Generator
-    from .io import write_image
+    from .io import write_image, write_svg
     from .tokens import Tokens
     from .training.samples import image_grid
 
@@ -379,7 +414,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     options = {"cfg": args.cfg, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     if args.steps is not None:
         options["steps"] = args.steps
-    images, batches = [], []
+    svg = getattr(tokenizer, "modality", None) == "svg"
+    images, batches, failures = [], [], []
     starts = list(range(0, len(labels), args.batch_size))
     for b, start in enumerate(
         tqdm(starts, desc="sample", unit="batch", file=sys.stderr, disable=len(starts) < 2 or None)
@@ -388,18 +424,32 @@ def cmd_sample(args: argparse.Namespace) -> int:
         seed = None if args.seed is None else args.seed + b
         with torch.inference_mode():
             tokens = generator.sample(chunk, seed=seed, progress=len(starts) == 1, **options)
-            decoded = tokenizer.decode(tokens.to(tokenizer.device)).float().clamp(0, 1).cpu()
+            decoded = tokenizer.decode(tokens.to(tokenizer.device))
+            if not svg:
+                decoded = decoded.float().clamp(0, 1).cpu()
         batches.append(tokens.to("cpu"))
-        for i, (label, image) in enumerate(zip(chunk, decoded, strict=True)):
-            write_image(out / f"class{label:04d}_{(start + i) % args.n:03d}.png", image)
-        images.append(decoded)
-    write_image(out / "grid.png", image_grid(torch.cat(images), columns=args.n))
+        for i, (label, item) in enumerate(zip(chunk, decoded, strict=True)):
+            name = f"class{label:04d}_{(start + i) % args.n:03d}"
+            if not svg:
+                write_image(out / f"{name}.png", item)
+                continue
+            try:
+                write_svg(out / f"{name}.svg", item)
+            except MediaError as exc:  # a sample the repairing decoder could not make valid
+                failures.append((out / f"{name}.svg", str(exc)))
+        if not svg:
+            images.append(decoded)
+    if images:
+        write_image(out / "grid.png", image_grid(torch.cat(images), columns=args.n))
     Tokens.cat(batches).save(out / "samples.tokens.safetensors")
+    kind, files = ("SVG", ".svg files") if svg else ("image", "grid.png")
     print(
-        f"sampled {len(labels)} image(s) from {args.generator} into {out} (grid.png, samples.tokens.safetensors)",
+        f"sampled {len(labels)} {kind}(s) from {args.generator} into {out} ({files}, samples.tokens.safetensors)",
         file=sys.stderr,
     )
-    return 0
+    for path, problem in failures:
+        print(f"not written {path}: {problem}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,10 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="Hub revision of the tokenizer")
     p.set_defaults(func=cmd_cache)
 
-    p = sub.add_parser("sample", help="class-conditional images from a generator, decoded by its tokenizer")
+    p = sub.add_parser("sample", help="images (or SVGs) from a generator, decoded by its tokenizer")
     p.add_argument("generator", help="registry name, Hub repo id or local directory")
-    p.add_argument("--labels", required=True, help="comma-separated class indices, e.g. 1,2,3")
-    p.add_argument("--n", type=int, default=1, help="images per label")
+    p.add_argument(
+        "--labels", default="0", help="comma-separated class indices, e.g. 1,2,3 (unconditional models: 0)"
+    )
+    p.add_argument("--n", type=int, default=1, help="samples per label")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
     p.add_argument("--steps", type=int, help="sampling steps per entity (flow generators)")
@@ -517,6 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="Hub revision of the tokenizer")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda")
     p.set_defaults(func=cmd_fit_levels)
+
+    p = sub.add_parser("fit-segments", help="learn an SVG tokenizer's segment vocabulary (HiVG)")
+    p.add_argument("tokenizer", help="registry name, Hub repo id or local directory")
+    p.add_argument("corpus", help="folder of .svg files or a .jsonl with an 'svg' field")
+    p.add_argument("-o", "--output", required=True, help="directory for the fitted tokenizer")
+    p.add_argument("--merges", type=int, default=500, help="segments to learn at most")
+    p.add_argument("--min-frequency", type=int, default=2, help="stop when no candidate is this frequent")
+    p.add_argument("--limit", type=int, help="use only the first this many SVGs")
+    p.add_argument("--revision", help="Hub revision of the tokenizer")
+    p.set_defaults(func=cmd_fit_segments)
     return parser
 
 

@@ -88,7 +88,10 @@ class ZooModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """Where the weights live (the buffers, for a model without parameters such as HiVG; else CPU)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

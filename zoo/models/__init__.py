@@ -1,3 +1,3 @@
 """Importing this package registers every model."""
 
-from . import audio, eeg, generators, image  # noqa: F401
+from . import audio, eeg, generators, image, svg  # noqa: F401

@@ -1,0 +1,3 @@
+"""SVG tokenizers."""
+
+from . import hivg  # noqa: F401
