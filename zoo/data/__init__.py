@@ -4,7 +4,8 @@
   (real photos inside scikit-image, used when no path is given); batches [B, C, H, W] in [0, 1]
 - audio: `AudioDataModule` over `AudioClips` (folder or packed `.npz`); batches [B, C, T]
 - EEG:   `EEGDataModule` over `EEGWindows`; batches [B, 1, T] per channel or [B, C, T]
-- SVG:   `SVGDataModule` over `SVGCorpus` (folder of `.svg` or `.jsonl`); batches list[str]
+- SVG:   `SVGDataModule` over `SVGCorpus` (folder of `.svg` or `.jsonl`); batches list[str];
+  `SVGTokenDataModule`: the same corpus tokenized once, as padded id batches with a length curriculum
 - tokens: `build_token_cache` encodes an image dataset once into a sharded cache; `TokenCacheDataModule`
   over `TokenCache` serves it to generators; batches {"ids" or "latents", "labels"}
 
@@ -29,6 +30,7 @@ _EXPORTS = {
     "ImageFolder": "image",
     "SVGCorpus": "svg",
     "SVGDataModule": "svg",
+    "SVGTokenDataModule": "svg_tokens",
     "ResumableDataLoader": "loader",
     "SeededSampler": "_common",
     "SkimagePhotos": "photos",
@@ -51,6 +53,7 @@ __all__ = [
     "ResumableDataLoader",
     "SVGCorpus",
     "SVGDataModule",
+    "SVGTokenDataModule",
     "SeededSampler",
     "SkimagePhotos",
     "TokenCache",
@@ -83,4 +86,5 @@ if TYPE_CHECKING:
     from zoo.data.image import CifarNpz, FashionMnistIdx, ImageDataModule, ImageFolder
     from zoo.data.photos import SkimagePhotos
     from zoo.data.svg import SVGCorpus, SVGDataModule
+    from zoo.data.svg_tokens import SVGTokenDataModule
     from zoo.data.token_cache import TokenCache, TokenCacheDataModule, build_token_cache

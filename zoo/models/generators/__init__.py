@@ -1,3 +1,3 @@
 """Generators: autoregressive models of a tokenizer's tokens."""
 
-from . import nar, xar  # noqa: F401
+from . import hivg_lm, nar, xar  # noqa: F401
