@@ -1,4 +1,5 @@
-"""Triton kernels under the CPU interpreter, checked against the PyTorch references and fp64 oracles.
+"""Triton kernels checked against the PyTorch references and fp64 oracles: under the CPU interpreter
+(``TRITON_INTERPRET=1``), or compiled on CUDA tensors with ``ZOO_KERNEL_DEVICE=cuda`` (the GPU check).
 
 Nearest-code ids can legitimately flip on near-ties between the two implementations, so the search is
 judged by distances: the chosen code must be as close as the true best one up to rounding, and ids are
@@ -18,13 +19,28 @@ from zoo.kernels import reference
 dispatch_nearest_code = zk.nearest_code
 dispatch_code_stats = zk.code_stats
 
+DEVICE = os.environ.get("ZOO_KERNEL_DEVICE", "cpu")
 pytestmark = [
     pytest.mark.kernels,
     pytest.mark.skipif(not zk.HAS_TRITON, reason="triton is not installed"),
     pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1 before triton is imported"
+        DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
+        reason="needs TRITON_INTERPRET=1 before triton is imported (or ZOO_KERNEL_DEVICE=cuda)",
+    ),
+    pytest.mark.skipif(
+        DEVICE == "cuda" and not torch.cuda.is_available(), reason="ZOO_KERNEL_DEVICE=cuda needs a GPU"
     ),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _kernel_device():
+    """Every tensor a test makes lives on the kernel device (CPU for the interpreter, else CUDA)."""
+    previous = torch.get_default_device()
+    torch.set_default_device(DEVICE)
+    yield
+    torch.set_default_device(previous)
+
 
 if zk.HAS_TRITON:
     import triton
@@ -93,7 +109,7 @@ DTYPE_PAIRS = [(F32, F32), (F16, F16), (BF16, BF16), (F32, BF16), (F16, BF16)]
 def test_nearest_code_matches_reference(
     metric: str, x_dtype: torch.dtype, code_dtype: torch.dtype, dim: int
 ) -> None:
-    gen = torch.Generator().manual_seed(dim)
+    gen = torch.Generator(DEVICE).manual_seed(dim)
     x = torch.randn(NUM_ROWS, dim, generator=gen).to(x_dtype)
     codebook = (0.8 * torch.randn(NUM_CODES, dim, generator=gen)).to(code_dtype)
 
@@ -112,7 +128,7 @@ def test_nearest_code_matches_reference(
 )
 def test_nearest_code_tilings_agree(metric: str, config: SearchConfig) -> None:
     """Small tiles force several feature tiles per dot (the non-resident path) and partial tiles."""
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator(DEVICE).manual_seed(1)
     x = torch.randn(NUM_ROWS, 40, generator=gen)
     codebook = torch.randn(NUM_CODES, 40, generator=gen).to(BF16)
     ids, dists = nearest_code_triton(x, codebook, metric=metric, return_distances=True, config=config)
@@ -129,7 +145,7 @@ def test_nearest_code_duplicate_codes_tie_to_lowest_index(metric: str) -> None:
     Small integers keep every dot product exact whatever the summation order (numpy's BLAS behind the
     interpreter's ``tl.dot`` rounds column by column differently), so the duplicates tie bit for bit.
     """
-    gen = torch.Generator().manual_seed(2)
+    gen = torch.Generator(DEVICE).manual_seed(2)
     unique = torch.randint(-4, 5, (40, 16), generator=gen).float()
     codebook = torch.cat([unique, unique])
     x = torch.cat([torch.randint(-4, 5, (30, 16), generator=gen).float(), unique[::3]])
@@ -145,7 +161,7 @@ def test_nearest_code_duplicate_codes_tie_to_lowest_index(metric: str) -> None:
 
 def test_nearest_code_cosine_zero_rows_and_codes() -> None:
     """Zero vectors normalise to zero (F.normalize's eps): every code is at distance 2, index 0 wins."""
-    gen = torch.Generator().manual_seed(3)
+    gen = torch.Generator(DEVICE).manual_seed(3)
     x = torch.randn(20, 24, generator=gen)
     x[[0, 7, 19]] = 0
     codebook = torch.randn(NUM_CODES, 24, generator=gen)
@@ -169,7 +185,7 @@ def test_nearest_code_validates_and_handles_empty_input() -> None:
 
 
 def test_nearest_code_accepts_non_contiguous_inputs() -> None:
-    gen = torch.Generator().manual_seed(4)
+    gen = torch.Generator(DEVICE).manual_seed(4)
     x = torch.randn(24, NUM_ROWS, generator=gen).t()
     codebook = torch.randn(NUM_CODES, 48, generator=gen)[:, ::2]
     ids, dists = nearest_code_triton(x, codebook, return_distances=True)
@@ -201,7 +217,7 @@ def test_dot_mode_picks_exact_paths(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("dim", [24, 136])  # 136 takes two feature tiles of 128
 def test_code_stats_matches_reference(dtype: torch.dtype, dim: int) -> None:
     num_codes = 20
-    gen = torch.Generator().manual_seed(dim)
+    gen = torch.Generator(DEVICE).manual_seed(dim)
     x = torch.randn(150, dim, generator=gen).to(dtype)
     ids = torch.randint(-1, num_codes - 5, (150,), generator=gen)  # codes 15..19 are never hit
     ids[:3] = -1
@@ -242,7 +258,7 @@ def test_round_half_even_and_tanh_helpers() -> None:
 @pytest.mark.parametrize("levels", [[8, 5, 5, 5], [4, 4, 3], [2, 7]])
 @pytest.mark.parametrize("dtype", [F32, BF16])
 def test_fsq_matches_reference(levels: list[int], dtype: torch.dtype) -> None:
-    gen = torch.Generator().manual_seed(len(levels))
+    gen = torch.Generator(DEVICE).manual_seed(len(levels))
     z = (2 * torch.randn(600, len(levels), generator=gen)).to(dtype)
     z[:4] = torch.tensor([0.0, 30.0, -30.0, 1e-3]).to(dtype)[:, None]  # centre and saturation
     codes, ids = fsq_quantize_triton(z, levels)
@@ -270,7 +286,7 @@ def test_fsq_rejects_wrong_width() -> None:
 @pytest.mark.parametrize("dim", [1, 6, 18, 62])
 @pytest.mark.parametrize("dtype", [F32, F16, BF16])
 def test_lfq_matches_reference_exactly(dim: int, dtype: torch.dtype) -> None:
-    gen = torch.Generator().manual_seed(dim)
+    gen = torch.Generator(DEVICE).manual_seed(dim)
     z = torch.randn(100, dim, generator=gen).to(dtype)
     z[0], z[1] = 0.0, -0.0  # zero is not positive
     z[2] = 1.0  # the id with every bit set
@@ -290,7 +306,7 @@ def test_lfq_rejects_too_many_dims() -> None:
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_dispatcher_triton_equals_torch(metric: str) -> None:
-    gen = torch.Generator().manual_seed(5)
+    gen = torch.Generator(DEVICE).manual_seed(5)
     x = torch.randn(NUM_ROWS, 24, generator=gen)
     codebook = torch.randn(NUM_CODES, 24, generator=gen)
     search = dispatch_nearest_code
