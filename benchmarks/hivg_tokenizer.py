@@ -54,7 +54,9 @@ def byte_bpe(texts: list[str], vocab_size: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "svg"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "svg")
+    )
     parser.add_argument("--merges", type=int, default=500)
     parser.add_argument("--min-frequency", type=int, default=2)
     parser.add_argument("--eval", type=int, default=300, help="held-out icons per set")

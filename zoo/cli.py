@@ -298,6 +298,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             shard_size=args.shard_size,
             devices=_devices(args.devices),
+            pivot=args.pivot,
             num_workers=args.num_workers,
         )
         index = read_index(out)
@@ -535,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", help="cpu,cpu or cuda:0,cuda:1 (one process each), or a GPU count")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images")
     p.add_argument("--revision", help="Hub revision of the tokenizer")
+    p.add_argument(
+        "--pivot", action="store_true", help="also store the latents of the 2x-downsampled views (Hi-MAR)"
+    )
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("sample", help="images (or SVGs) from a generator, decoded by its tokenizer")

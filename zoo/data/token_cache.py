@@ -78,6 +78,8 @@ _SETTING_KEYS = (
     "class_names",
     "dataset",
 )
+# Settings recorded only when on, so caches written before they existed keep their settings.
+_OPTIONAL_SETTING_KEYS = ("pivot",)
 # Facts about the tokens that follow from the settings, read back from the shards.
 _LAYOUT_KEYS = ("grid", "codebook_sizes", "latent_channels", "scale_factor", "dtype")
 
@@ -298,12 +300,19 @@ def _shard_info(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, A
         ) from e
 
 
+def _settings_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings a shard or index records, optional ones only when on."""
+    out = {k: record.get(k) for k in _SETTING_KEYS}
+    out.update({k: record[k] for k in _OPTIONAL_SETTING_KEYS if record.get(k)})
+    return out
+
+
 def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     def short(v: Any) -> str:
         text = json.dumps(v)
         return text if len(text) <= 80 else text[:77] + "..."
 
-    keys = [k for k in _SETTING_KEYS if ours.get(k) != theirs.get(k)]
+    keys = [k for k in (*_SETTING_KEYS, *_OPTIONAL_SETTING_KEYS) if ours.get(k) != theirs.get(k)]
     return "; ".join(f"{k}: {short(theirs.get(k))} there, {short(ours.get(k))} now" for k in keys)
 
 
@@ -350,6 +359,21 @@ def _encode_shard(
                 codes.setdefault("latents", []).append(tokens.latents.float().cpu())
                 if settings["posterior"]:
                     codes.setdefault("latent_std", []).append(tokens.side["latent_std"].float().cpu())
+                if settings.get("pivot"):
+                    # Hi-MAR's pivots: the same tokenizer on the view bicubic-downsampled 2x
+                    # (main_cache.py's F.interpolate, no antialiasing).
+                    with torch.inference_mode():
+                        small = torch.nn.functional.interpolate(
+                            x, size=(x.shape[-2] // 2, x.shape[-1] // 2), mode="bicubic"
+                        )
+                        piv = (
+                            tokenizer.encode(small, posterior=True)
+                            if settings["posterior"]
+                            else tokenizer.encode(small)
+                        )
+                    codes.setdefault("pivot_mean", []).append(piv.latents.float().cpu())
+                    if settings["posterior"]:
+                        codes.setdefault("pivot_std", []).append(piv.side["latent_std"].float().cpu())
             if not layout:
                 layout = {
                     "grid": list(tokens.grid),
@@ -416,7 +440,7 @@ def _scan(out_dir: Path, settings: dict[str, Any]) -> list[int]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             old = None  # rewritten below; the shards decide
         if isinstance(old, dict) and old.get("format") == FORMAT:
-            theirs = {k: old.get(k) for k in _SETTING_KEYS}
+            theirs = _settings_of(old)
             if theirs != settings:
                 raise MediaError(
                     index_file,
@@ -443,7 +467,7 @@ def _scan(out_dir: Path, settings: dict[str, Any]) -> list[int]:
             warnings.warn(f"{e}; encoding it again", stacklevel=3)
             missing.append(k)
             continue
-        if {key: theirs.get(key) for key in _SETTING_KEYS} != settings:
+        if _settings_of(theirs) != settings:
             raise MediaError(
                 path,
                 f"was written with other settings or another tokenizer ({_differences(settings, theirs)}); "
@@ -470,7 +494,7 @@ def _write_index(out_dir: Path, settings: dict[str, Any], about: dict[str, Any])
     for k in range(_num_shards(settings)):
         path = out_dir / shard_name(k)
         theirs, shard_layout, placement, _ = _shard_info(path)
-        if {key: theirs.get(key) for key in _SETTING_KEYS} != settings:
+        if _settings_of(theirs) != settings:
             raise MediaError(path, f"was written with other settings ({_differences(settings, theirs)})")
         if layout is None:
             layout = shard_layout
@@ -496,6 +520,7 @@ def _write_index(out_dir: Path, settings: dict[str, Any], about: dict[str, Any])
         "shard_size": settings["shard_size"],
         "shards": shards,
         "dataset": settings["dataset"],
+        **{k: settings[k] for k in _OPTIONAL_SETTING_KEYS if settings.get(k)},
     }
     atomic_write_text(out_dir / INDEX_NAME, json.dumps(index, indent=2) + "\n")
     return index
@@ -568,6 +593,7 @@ def build_token_cache(
     devices: Sequence[str | torch.device] | None = None,
     progress: bool = True,
     num_workers: int = 0,
+    pivot: bool = False,
 ) -> Path:
     """Encode every item of `dataset` with `tokenizer` into a sharded cache in `out_dir`; returns the folder.
 
@@ -577,7 +603,9 @@ def build_token_cache(
     dataset without labels is all class 0). `views` is "none", "flip" or "ten_crop" (see the module
     docstring). `batch_size` counts images per ``encode`` call, views included; `num_workers` decodes
     images in DataLoader workers. A continuous tokenizer whose ``encode`` takes ``posterior=True``
-    stores its posterior's mean and standard deviation.
+    stores its posterior's mean and standard deviation. `pivot` (continuous tokenizers) also stores
+    ``pivot_mean``/``pivot_std``: the same tokenizer on each view bicubic-downsampled 2x, the
+    low-resolution pivots Hi-MAR generates first; items then carry ``"pivot"`` too.
 
     A rerun into the same folder keeps the shards already there and encodes only the missing ones;
     a folder written with other settings or another tokenizer (by weights, not by name) raises a
@@ -620,6 +648,10 @@ def build_token_cache(
         "class_names": class_names,
         "dataset": describe_dataset(dataset),
     }
+    if pivot:
+        if discrete:
+            raise ValueError("pivot=True needs a continuous tokenizer (Hi-MAR's pivots are latents)")
+        settings["pivot"] = True
     about = {
         "tokenizer": tokenizer_source or getattr(tokenizer, "source", None) or settings["tokenizer_arch"],
         "tokenizer_revision": getattr(tokenizer, "revision", None),
@@ -730,7 +762,7 @@ class TokenCache(Dataset):
         index_file = self.root / INDEX_NAME
         self._index = read_index(index_file)
         idx = self._index
-        self._settings = {k: idx[k] for k in _SETTING_KEYS}
+        self._settings = _settings_of(idx)
         size, total, views = int(idx["shard_size"]), int(idx["num_items"]), int(idx["num_views"])
         shards = idx["shards"]
         if len(shards) != _num_shards(self._settings) or sum(int(s["items"]) for s in shards) != total:
@@ -742,6 +774,8 @@ class TokenCache(Dataset):
         tensor_names = (
             ["ids"] if idx["kind"] == "ids" else ["latents"] + (["latent_std"] if idx["posterior"] else [])
         )
+        if idx.get("pivot"):
+            tensor_names += ["pivot_mean"] + (["pivot_std"] if idx["posterior"] else [])
         self._files: list[Path] = []
         for k, entry in enumerate(shards):
             file = self.root / entry["file"]
@@ -751,7 +785,7 @@ class TokenCache(Dataset):
                     index_file, f"shard {entry['file']} has {entry['items']} items, expected {expected}"
                 )
             settings, _, placement, tensors = _shard_info(file)
-            if {key: settings.get(key) for key in _SETTING_KEYS} != self._settings:
+            if _settings_of(settings) != self._settings:
                 raise MediaError(
                     file, f"does not belong to this cache ({_differences(self._settings, settings)})"
                 )
@@ -856,7 +890,14 @@ class TokenCache(Dataset):
         if self.sample_posterior:
             std = shard.get_slice("latent_std")[row, v].float()
             latents = latents + std * torch.randn(latents.shape, generator=generator)
-        return {"latents": latents, "labels": label}
+        item = {"latents": latents, "labels": label}
+        if self._index.get("pivot"):
+            pivot = shard.get_slice("pivot_mean")[row, v].float()
+            if self.sample_posterior:
+                std = shard.get_slice("pivot_std")[row, v].float()
+                pivot = pivot + std * torch.randn(pivot.shape, generator=generator)
+            item["pivot"] = pivot
+        return item
 
 
 def _check_compatible(train: dict[str, Any], val: dict[str, Any], where: Path) -> None:

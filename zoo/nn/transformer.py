@@ -61,6 +61,8 @@ class Attention(nn.Module):
         qkv_bias: bool | Literal["fused"] = True,
         qk_norm: bool = False,
         norm_eps: float = 1e-6,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if dim % heads:
@@ -76,6 +78,8 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
+        self.attn_dropout = attn_dropout
+        self.proj_drop = nn.Dropout(proj_dropout)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, rope: torch.Tensor | None = None
@@ -91,21 +95,23 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        drop = self.attn_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
 
 class Mlp(nn.Module):
-    """``fc2(GELU(fc1(x)))`` (timm's names)."""
+    """``fc2(GELU(fc1(x)))`` (timm's names); ``dropout`` after the activation and after ``fc2``, as timm."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class TransformerBlock(nn.Module):
@@ -122,6 +128,7 @@ class TransformerBlock(nn.Module):
         norm_eps: epsilon of every LayerNorm in the block.
         qk_norm: per-head LayerNorm on queries and keys (stabilises large ViTs).
         layer_scale: initial value of the per-channel residual gains ``gamma_1/2``; ``None``: no gains.
+        attn_dropout, proj_dropout: timm's dropouts on attention weights and after each projection (training only).
     """
 
     def __init__(
@@ -134,12 +141,22 @@ class TransformerBlock(nn.Module):
         *,
         qk_norm: bool = False,
         layer_scale: float | None = None,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, heads, qkv_bias=qkv_bias, qk_norm=qk_norm, norm_eps=norm_eps)
+        self.attn = Attention(
+            dim,
+            heads,
+            qkv_bias=qkv_bias,
+            qk_norm=qk_norm,
+            norm_eps=norm_eps,
+            attn_dropout=attn_dropout,
+            proj_dropout=proj_dropout,
+        )
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_dropout)
         if layer_scale is not None:
             self.gamma_1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
             self.gamma_2 = nn.Parameter(torch.full((dim,), float(layer_scale)))

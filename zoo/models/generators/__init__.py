@@ -1,3 +1,3 @@
 """Generators: autoregressive models of a tokenizer's tokens."""
 
-from . import hivg_lm, nar, xar  # noqa: F401
+from . import himar, hivg_lm, nar, restok_har, tokenbridge_gen, xar  # noqa: F401
