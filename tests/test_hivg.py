@@ -266,7 +266,13 @@ def test_commands_encode_decode_and_fit_segments(tmp_path: Path, capsys) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = zoo_main(["fit-segments", "hivg", str(corpus), "-o", str(tmp_path / "fit"), "--merges", "10"])
-    assert code == 0 and "learned" in capsys.readouterr().out
+    assert code == 0 and "on 30 SVG(s)" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held_out = ["fit-segments", "hivg", str(corpus), "-o", str(tmp_path / "fit_train"), "--merges", "10"]
+        assert zoo_main([*held_out, "--split", "train", "--val-fraction", "0.5"]) == 0
+    trained_on = int(capsys.readouterr().out.split(" on ")[1].split()[0])
+    assert 5 < trained_on < 25  # the validation half is left out
     fitted = zoo.load(tmp_path / "fit")
     assert fitted.num_segments > 0
     tokens = fitted.encode(corpus_of_paths()[0])

@@ -10,7 +10,7 @@
     zoo export RUN_DIR_OR_CKPT -o DIR [--no-ema]
     zoo sample GENERATOR [--labels 1,2] [--n 4] [--cfg 2.0] [--seed 0] -o OUT_DIR   (PNGs, or .svg files)
     zoo fit-levels TOKENIZER DATA -o OUT_DIR       (TokenBridge: per-channel PTQ ranges)
-    zoo fit-segments TOKENIZER CORPUS -o OUT_DIR [--merges 500] [--min-frequency 2]
+    zoo fit-segments TOKENIZER CORPUS -o OUT_DIR [--merges 500] [--min-frequency 2] [--split train]
                                         (HiVG: the segment vocabulary, from SVG files or .jsonl)
     zoo cache TOKENIZER DATA -o OUT_DIR [--views none|flip|ten_crop] [--devices cpu,cpu|cuda:0,cuda:1|N]
                                         (an image dataset encoded once into a token cache)
@@ -359,8 +359,8 @@ def cmd_fit_segments(args: argparse.Namespace) -> int:
     model = _load(argparse.Namespace(model=args.tokenizer, revision=args.revision, device=None))
     if not hasattr(model, "train_segments"):
         raise ZooError(f"{args.tokenizer} ({model.arch}) has no segment vocabulary to fit")
-    try:
-        corpus = SVGCorpus(args.corpus, "all", 0.0)
+    try:  # --split train keeps held-out icons unseen, as SVGTokenDataModule splits the same corpus
+        corpus = SVGCorpus(args.corpus, args.split, args.val_fraction if args.split == "train" else 0.0)
     except (ValueError, OSError) as exc:
         raise ZooError(str(exc)) from exc
     texts = [corpus[i] for i in range(len(corpus) if args.limit is None else min(args.limit, len(corpus)))]
@@ -581,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merges", type=int, default=500, help="segments to learn at most")
     p.add_argument("--min-frequency", type=int, default=2, help="stop when no candidate is this frequent")
     p.add_argument("--limit", type=int, help="use only the first this many SVGs")
+    p.add_argument(
+        "--split", choices=["all", "train"], default="all", help="train: leave the validation split out"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.05, help="with --split train: as the recipe's data"
+    )
     p.add_argument("--revision", help="Hub revision of the tokenizer")
     p.set_defaults(func=cmd_fit_segments)
     return parser

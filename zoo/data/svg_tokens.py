@@ -165,7 +165,7 @@ def learn_segments(
     """Learn HiVG segment tokens on the training split of an SVG corpus and save the tokenizer to ``output``.
 
     Only the training split is used (as `SVGTokenDataModule` splits it with the same ``val_fraction``),
-    so held-out icons stay unseen (``zoo fit-segments`` learns on every icon of the corpus). ``limit``
+    so held-out icons stay unseen (as ``zoo fit-segments ... --split train`` does). ``limit``
     takes the first that many training icons. Point a recipe's ``tokenizer`` (model and data) at ``output``.
     """
     from zoo.data.svg import SVGCorpus
@@ -426,33 +426,3 @@ class SVGTokenDataModule(ZooDataModule):
         self._resume_step = int(state.get("curriculum_step", 0))
         if self.sampler is not None:
             self.sampler.step = self._resume_step
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.data.svg_tokens CORPUS -o DIR``: learn segments for a recipe's tokenizer."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=learn_segments.__doc__.split("\n\n")[0])  # type: ignore[union-attr]
-    p.add_argument("corpus", help="SVG folder or .jsonl with an 'svg' field")
-    p.add_argument("-o", "--output", required=True, help="directory for the tokenizer with segments")
-    p.add_argument("--tokenizer", default="hivg")
-    p.add_argument("--num-merges", type=int, default=500)
-    p.add_argument("--min-frequency", type=int, default=2)
-    p.add_argument("--val-fraction", type=float, default=0.05, help="as the recipe's data.val_fraction")
-    p.add_argument("--limit", type=int, help="learn on the first this many training icons")
-    args = p.parse_args(argv)
-    out = learn_segments(
-        args.corpus,
-        args.output,
-        tokenizer=args.tokenizer,
-        num_merges=args.num_merges,
-        min_frequency=args.min_frequency,
-        val_fraction=args.val_fraction,
-        limit=args.limit,
-    )
-    print(f"saved {args.tokenizer} with learned segments to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
