@@ -307,7 +307,9 @@ def test_tiny_recipe_trains_on_real_icons_then_samples_svg_files(mdi: Path, tmp_
                 "--trainer.max_steps", str(steps),
                 "--trainer.default_root_dir", str(tmp_path),
                 "--trainer.log_every_n_steps", "1",
-                "--trainer.val_check_interval", "1000",
+                "--trainer.val_check_interval", str(steps),
+                "--trainer.limit_val_batches", "2",
+                "--model.init_args.sample_every", str(steps),
                 "--trainer.enable_progress_bar", "false",
                 "--model.init_args.warmup_steps", "5",
                 "--model.init_args.ema_decay", "null",
@@ -318,10 +320,12 @@ def test_tiny_recipe_trains_on_real_icons_then_samples_svg_files(mdi: Path, tmp_
     losses = [float(row["train/loss"]) for row in rows]
     assert len(losses) == steps
     assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5, losses
+    grid = tmp_path / "samples" / f"step{steps:07d}_samples.png"  # SVG samples rendered at validation
+    assert grid.is_file() and zoo.io.read_image(grid).shape[0] == 3
     out = export(tmp_path, tmp_path / "export")
     generator = zoo.load(out)
     assert generator.tokenizer_name == str(tokenizer) and generator.vocab_size == vocab
-    samples = tmp_path / "samples"
+    samples = tmp_path / "drawn"
     code = zoo_main(["sample", str(out), "--n", "3", "--top-k", "20", "--seed", "0", "-o", str(samples)])
     assert code == 0
     files = sorted(samples.glob("*.svg"))

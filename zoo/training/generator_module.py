@@ -193,9 +193,31 @@ class GeneratorModule(L.LightningModule):
         classes = min(self.hparams.sample_classes, generator.num_classes)
         labels = [c for c in range(classes) for _ in range(4)]
         tokens = generator.sample(labels, cfg=self.hparams.sample_cfg, seed=0)
-        images = tokenizer.decode(tokens.to(tokenizer.device)).float().cpu()
+        if getattr(tokenizer, "modality", None) == "svg":
+            images = self._rendered_svgs(tokenizer, tokens)
+            if images is None:
+                return
+        else:
+            images = tokenizer.decode(tokens.to(tokenizer.device)).float().cpu()
         folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
         save_png(image_grid(images, columns=4), folder / f"step{self.global_step:07d}_samples.png")
+
+    @staticmethod
+    def _rendered_svgs(tokenizer: Any, tokens: Any, size: int = 128) -> torch.Tensor | None:
+        """SVG samples drawn on white (repaired as the decoder documents), for the sample grid."""
+        import warnings
+
+        try:
+            from ..models.svg.render import render_svg
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a young model's repairs are expected, not news
+                texts = tokenizer.decode(tokens)
+            pictures = [torch.from_numpy(render_svg(text, size)).permute(2, 0, 1) for text in texts]
+        except (ImportError, ValueError, ZooError) as exc:
+            log.warning("no sample grid: SVG samples could not be rendered (%s)", exc)
+            return None
+        return torch.stack(pictures)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
