@@ -37,6 +37,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,92 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------
 
 
+def start_run(args: argparse.Namespace) -> None:
+    """Threads, seeds and quiet Lightning logs, as every generator benchmark starts."""
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    import lightning  # noqa: F401 - configures its loggers on import; quieted below
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # device banners and tips
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # the EMA copy, on purpose
+
+
+@dataclass
+class Reference:
+    """The benchmark's data and feature space: evenly spread train images, class-balanced test images
+    whose first half per class (``ref_mask``) is the FD reference and second half (``other_mask``) feeds
+    the tokenizer baselines, and the small CNN whose features the Fréchet distances are taken in."""
+
+    train_full: Any
+    test_full: Any
+    train_ds: Subset
+    test_ds: Subset
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    per_class: int
+    ref_mask: torch.Tensor
+    other_mask: torch.Tensor
+    clf: SmallCNN
+    clf_acc: float
+    test_feats: np.ndarray
+    ref_feats: np.ndarray
+    fd_floor: float  # FD of as many real train images: the best a generator can reach
+    data_seconds: float
+    classifier_seconds: float
+
+
+def reference(args: argparse.Namespace) -> Reference:
+    """Load CIFAR-10 (``args.data``, ``train_items``, ``n_fd``) and train the feature CNN (``clf_epochs``)."""
+    from zoo.data import CifarNpz
+
+    t0 = time.perf_counter()
+    train_full = CifarNpz(args.data, split="train")
+    n_train = min(args.train_items, len(train_full))
+    train_ds = Subset(train_full, [i * len(train_full) // n_train for i in range(n_train)])  # evenly spread
+    test_full = CifarNpz(args.data, split="test")
+    per_class = args.n_fd // NUM_CLASSES
+    test_ds = Subset(test_full, balanced_indices(test_full, 2 * per_class))
+    train_x, train_y = load_images(train_full, train_ds.indices)
+    test_x, test_y = load_images(test_full, test_ds.indices)
+    # Per class: the first half is the FD reference, the second feeds the tokenizer baselines.
+    rank = torch.zeros(len(test_y), dtype=torch.long)
+    for c in range(NUM_CLASSES):
+        where = (test_y == c).nonzero()[:, 0]
+        rank[where] = torch.arange(len(where))
+    data_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clf = train_classifier(train_x, train_y, args.clf_epochs, args.seed)
+    test_feats, test_pred = features_and_predictions(clf, as_float(test_x))
+    ref_mask = rank < per_class
+    ref_feats = test_feats[ref_mask.numpy()]
+    fd_train_idx = torch.cat([(train_y == c).nonzero()[:per_class, 0] for c in range(NUM_CLASSES)])
+    train_feats, _ = features_and_predictions(clf, as_float(train_x[fd_train_idx]))
+    return Reference(
+        train_full=train_full,
+        test_full=test_full,
+        train_ds=train_ds,
+        test_ds=test_ds,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        per_class=per_class,
+        ref_mask=ref_mask,
+        other_mask=rank >= per_class,
+        clf=clf,
+        clf_acc=float((test_pred == test_y).float().mean()),
+        test_feats=test_feats,
+        ref_feats=ref_feats,
+        fd_floor=frechet_distance(train_feats, ref_feats),
+        data_seconds=data_seconds,
+        classifier_seconds=time.perf_counter() - t0,
+    )
+
+
 def train_generator(
     model: str, model_args: dict[str, Any], cache: Path, steps: int, seed: int, module_args: dict[str, Any]
 ) -> tuple[Any, float]:
@@ -445,53 +532,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    start_run(args)
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    import lightning  # noqa: F401 - configures its loggers on import; quieted below
-
-    from zoo.data import CifarNpz, build_token_cache
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # device banners and tips
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # the EMA copy, on purpose
+    from zoo.data import build_token_cache
 
     out = args.out
     for sub in ("tokenizers", "caches", "samples"):  # caches refuse other weights: start clean
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "samples").mkdir(parents=True, exist_ok=True)
 
-    # ---- data
-    t0 = time.perf_counter()
-    train_full = CifarNpz(args.data, split="train")
-    n_train = min(args.train_items, len(train_full))
-    train_ds = Subset(train_full, [i * len(train_full) // n_train for i in range(n_train)])  # evenly spread
-    test_full = CifarNpz(args.data, split="test")
-    per_class = args.n_fd // NUM_CLASSES
-    test_ds = Subset(test_full, balanced_indices(test_full, 2 * per_class))
-    train_x, train_y = load_images(train_full, train_ds.indices)
-    test_x, test_y = load_images(test_full, test_ds.indices)
-    # Per class: the first half is the FD reference, the second feeds the tokenizer baselines.
-    rank = torch.zeros(len(test_y), dtype=torch.long)
-    for c in range(NUM_CLASSES):
-        where = (test_y == c).nonzero()[:, 0]
-        rank[where] = torch.arange(len(where))
-    ref_mask, other_mask = rank < per_class, rank >= per_class
+    # ---- data and feature classifier
+    ref = reference(args)
+    train_ds, test_ds, train_x, test_x, test_y = (
+        ref.train_ds,
+        ref.test_ds,
+        ref.train_x,
+        ref.test_x,
+        ref.test_y,
+    )
+    per_class, ref_mask, other_mask = ref.per_class, ref.ref_mask, ref.other_mask
+    clf, clf_acc, ref_feats, fd_floor = ref.clf, ref.clf_acc, ref.ref_feats, ref.fd_floor
     log(f"data: {len(train_x)} train, {len(test_x)} test images", start)
-    timings["data"] = time.perf_counter() - t0
-
-    # ---- feature classifier
-    t0 = time.perf_counter()
-    clf = train_classifier(train_x, train_y, args.clf_epochs, args.seed)
-    test_feats, test_pred = features_and_predictions(clf, as_float(test_x))
-    clf_acc = float((test_pred == test_y).float().mean())
-    ref_feats = test_feats[ref_mask.numpy()]
-    fd_train_idx = torch.cat([(train_y == c).nonzero()[:per_class, 0] for c in range(NUM_CLASSES)])
-    train_feats, _ = features_and_predictions(clf, as_float(train_x[fd_train_idx]))
-    fd_floor = frechet_distance(train_feats, ref_feats)
-    timings["classifier"] = time.perf_counter() - t0
+    timings["data"], timings["classifier"] = ref.data_seconds, ref.classifier_seconds
     log(f"classifier: test accuracy {clf_acc:.3f}, FD(train, test) {fd_floor:.2f}", start)
 
     def fd_row(images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:

@@ -20,20 +20,16 @@ CPU on one thread; 7 minutes on a busy shared 2-core machine). The last lines ar
 from __future__ import annotations
 
 import argparse
-import logging
 import math
-import os
 import shlex
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import generators as bench  # benchmarks/generators.py: the shared helpers
 import torch
-from torch.utils.data import Subset
 
 NUM_CLASSES = bench.NUM_CLASSES
 
@@ -64,42 +60,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    bench.start_run(args)
     start = time.perf_counter()
-    import lightning  # noqa: F401 - configures its loggers on import; quieted below
+    from zoo.data import build_token_cache
 
-    from zoo.data import CifarNpz, build_token_cache
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     out = args.out
     shutil.rmtree(out, ignore_errors=True)
     (out / "samples").mkdir(parents=True)
 
     # ---- data and feature CNN
-    train_full = CifarNpz(args.data, split="train")
-    n_train = min(args.train_items, len(train_full))
-    train_ds = Subset(train_full, [i * len(train_full) // n_train for i in range(n_train)])
-    test_full = CifarNpz(args.data, split="test")
-    per_class = args.n_fd // NUM_CLASSES
-    test_ds = Subset(test_full, bench.balanced_indices(test_full, 2 * per_class))
-    train_x, train_y = bench.load_images(train_full, train_ds.indices)
-    test_x, test_y = bench.load_images(test_full, test_ds.indices)
-    rank = torch.zeros(len(test_y), dtype=torch.long)
-    for c in range(NUM_CLASSES):
-        where = (test_y == c).nonzero()[:, 0]
-        rank[where] = torch.arange(len(where))
-    ref_mask, other_mask = rank < per_class, rank >= per_class  # FD reference / baseline halves
-    clf = bench.train_classifier(train_x, train_y, args.clf_epochs, args.seed)
-    test_feats, test_pred = bench.features_and_predictions(clf, bench.as_float(test_x))
-    clf_acc = float((test_pred == test_y).float().mean())
-    ref_feats = test_feats[ref_mask.numpy()]
-    floor_idx = torch.cat([(train_y == c).nonzero()[:per_class, 0] for c in range(NUM_CLASSES)])
-    fd_floor = bench.frechet_distance(
-        bench.features_and_predictions(clf, bench.as_float(train_x[floor_idx]))[0], ref_feats
-    )
+    ref = bench.reference(args)
+    train_ds, test_ds = ref.train_ds, ref.test_ds
+    train_x, test_x, test_y = ref.train_x, ref.test_x, ref.test_y
+    per_class, other_mask = ref.per_class, ref.other_mask
+    clf, clf_acc, ref_feats, fd_floor = ref.clf, ref.clf_acc, ref.ref_feats, ref.fd_floor
     bench.log(f"data + feature CNN: accuracy {clf_acc:.3f}, FD(train, test) {fd_floor:.2f}", start)
 
     def fd_row(images: torch.Tensor, labels: torch.Tensor) -> str:

@@ -23,20 +23,15 @@ on one core of a shared 2-core machine). The tokenizer gets fewer steps than in 
 from __future__ import annotations
 
 import argparse
-import logging
 import math
-import os
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generators as G  # the shared benchmark helpers
@@ -94,46 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.data / "train.npz").is_file():
         print(f"CIFAR-10 not found at {args.data} (train.npz, test.npz); pass --data", file=sys.stderr)
         return 2
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    G.start_run(args)
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    import lightning  # noqa: F401
+    from zoo.data import build_token_cache
 
-    from zoo.data import CifarNpz, build_token_cache
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
     out = args.out
     for sub in ("tokenizers", "caches", "samples"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / "samples").mkdir(parents=True, exist_ok=True)
 
-    # ---- data and feature classifier (generators.py's)
-    t0 = time.perf_counter()
-    train_full, test_full = CifarNpz(args.data, split="train"), CifarNpz(args.data, split="test")
-    n_train = min(args.train_items, len(train_full))
-    train_ds = Subset(train_full, [i * len(train_full) // n_train for i in range(n_train)])
-    per_class = args.n_fd // NUM_CLASSES
-    test_ds = Subset(test_full, G.balanced_indices(test_full, 2 * per_class))
-    train_x, train_y = G.load_images(train_full, train_ds.indices)
-    test_x, test_y = G.load_images(test_full, test_ds.indices)
-    rank = torch.zeros(len(test_y), dtype=torch.long)
-    for c in range(NUM_CLASSES):
-        where = (test_y == c).nonzero()[:, 0]
-        rank[where] = torch.arange(len(where))
-    ref_mask, other_mask = rank < per_class, rank >= per_class
-    clf = G.train_classifier(train_x, train_y, args.clf_epochs, args.seed)
-    test_feats, test_pred = G.features_and_predictions(clf, G.as_float(test_x))
-    clf_acc = float((test_pred == test_y).float().mean())
-    ref_feats = test_feats[ref_mask.numpy()]
-    fd_train_idx = torch.cat([(train_y == c).nonzero()[:per_class, 0] for c in range(NUM_CLASSES)])
-    fd_floor = G.frechet_distance(
-        G.features_and_predictions(clf, G.as_float(train_x[fd_train_idx]))[0], ref_feats
-    )
-    timings["data + classifier"] = time.perf_counter() - t0
+    ref = G.reference(args)
+    train_ds, test_ds = ref.train_ds, ref.test_ds
+    train_x, test_x, test_y = ref.train_x, ref.test_x, ref.test_y
+    per_class, other_mask = ref.per_class, ref.other_mask
+    clf, clf_acc, ref_feats, fd_floor = ref.clf, ref.clf_acc, ref.ref_feats, ref.fd_floor
+    timings["data + classifier"] = ref.data_seconds + ref.classifier_seconds
     G.log(f"classifier: test accuracy {clf_acc:.3f}, FD(train, test) {fd_floor:.2f}", start)
 
     # ---- tokenizer and caches
