@@ -33,7 +33,7 @@ __all__ = ["Normalized", "normalize_svg"]
 XLINK = "{http://www.w3.org/1999/xlink}href"
 _STYLE_KEYS = ("fill-rule", "stroke-linecap", "stroke-linejoin", "stroke-miterlimit")
 _NOT_GEOMETRY = {"text", "image", "foreignObject", "video", "audio"}
-_PAINT_SERVERS = {"linearGradient", "radialGradient", "pattern", "filter", "mask", "clipPath"}
+_EFFECTS = {"filter", "mask", "clipPath"}  # drawn only through references the output does not keep
 
 
 @dataclass
@@ -232,7 +232,7 @@ def normalize_svg(
     dropped: dict[str, int] = {}
     for element in root.iter():
         name = _local(element.tag)
-        if name in _NOT_GEOMETRY:
+        if name in _NOT_GEOMETRY or name in _EFFECTS:
             dropped[name] = dropped.get(name, 0) + 1
         elif name == "path" and element.get("d"):
             lex_path(element.get("d"), path)  # a geometry library would stop at an error silently
@@ -276,7 +276,4 @@ def normalize_svg(
                     dropped.get("paint server (gradient/pattern)", 0) + 1
                 )
         out.append(ET.Element("path", {**style, "d": d}))
-    for element in root.iter():
-        if _local(element.tag) in ("filter", "mask", "clipPath") and element is not root:
-            dropped[_local(element.tag)] = dropped.get(_local(element.tag), 0) + 1
     return Normalized(ET.tostring(out, encoding="unicode"), dropped)
