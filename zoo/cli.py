@@ -114,10 +114,14 @@ def _load(args: argparse.Namespace) -> Any:
     from ._registry import get_entry, is_model
 
     name = str(args.model)
-    if is_model(name) and not get_entry(name).pretrained and getattr(create(name), "trained_by", None):
-        # A tokenizer that works untrained (HiVG's atomic level): the registry name builds it.
-        model = create(name).eval()
-        return model.to(args.device) if args.device else model
+    if is_model(name) and not get_entry(name).pretrained:
+        import torch
+
+        with torch.device("meta"):  # a probe: nothing allocated for models that need weights
+            usable_untrained = getattr(create(name), "trained_by", None)
+        if usable_untrained:  # HiVG's atomic level works untrained: the registry name builds it
+            model = create(name).eval()
+            return model.to(args.device) if args.device else model
     model = load(args.model, revision=args.revision, device=args.device)
     if model.modality == "generator":
         raise ZooError(
