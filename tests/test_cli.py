@@ -156,7 +156,18 @@ def test_eeg_encode_picks_channels_and_decode_restores_the_recording(shared_data
     assert code == 1 and "test.bdf" in err and "Status: stair-step" in err
     channels = ["Cz", "fc3", "Pz.."]  # matched loosely; the recording's names come back
     assert (
-        main(["encode", str(model_dir), str(edf), "--channels", ",".join(channels), "-o", str(tokens_dir)])
+        main(
+            [
+                "encode",
+                str(model_dir),
+                str(edf),
+                "--channels",
+                ",".join(channels),
+                "-o",
+                str(tokens_dir),
+                "--overwrite",
+            ]
+        )
         == 0
     )
     tokens = Tokens.load(tokens_dir / "test_edf_overlapping_annotations.tokens.safetensors")

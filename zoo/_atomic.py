@@ -19,9 +19,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
-    try:
+    try:  # from here on, an interrupt at any point removes the temporary file
+        os.close(fd)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:

@@ -69,17 +69,102 @@ def _output_name(path: Path, used: set[str], suffix: str) -> str:
     return name
 
 
+def _output_dir(text: str) -> Path:
+    """``-o``: a directory, created when missing; a file of that name is a user error, not a traceback."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"-o {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"-o {out}: cannot create the output directory ({exc.strerror or exc})") from exc
+    return out
+
+
+def _check_device(device: str | None) -> None:
+    """``--device``: refuse a device this machine does not have before loading anything."""
+    if not device:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ZooError(f"--device {device}: not a device name ({exc})") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ZooError(f"--device {device}: no CUDA GPU is available on this machine")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ZooError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ZooError(f"--device {device}: MPS is not available on this machine")
+
+
+def _claim_output(target: Path, args: argparse.Namespace) -> bool:
+    """Whether to write ``target``: ``False`` to skip it (``--skip-existing``); an existing file without
+    ``--overwrite`` is an error, so two runs into one folder never silently replace each other's files."""
+    if not target.exists():
+        return True
+    if getattr(args, "skip_existing", False):
+        return False
+    if getattr(args, "overwrite", False):
+        return True
+    raise ZooError(f"{target} already exists (pass --overwrite to replace it or --skip-existing to keep it)")
+
+
+def _check_token_source(tokens: Any, model: Any, force: bool) -> None:
+    """Refuse tokens made by other weights than ``model``'s: they would decode to plausible garbage.
+
+    ``zoo encode`` records the architecture and a fingerprint of the weights in each token file; files
+    from the Python API or older versions carry only the producing model's name, which is then compared
+    by architecture and codebooks (what ``decode`` checks itself).
+    """
+    if force:
+        return
+    made_by = f"{tokens.model or 'an unnamed model'}" + (f"@{tokens.revision}" if tokens.revision else "")
+    using = f"{getattr(model, 'source', None) or model.arch}" + (
+        f"@{model.revision}" if getattr(model, "revision", None) else ""
+    )
+    arch = tokens.meta.get("arch")
+    if arch is not None and arch != model.arch:
+        raise ZooError(
+            f"tokens were made by {made_by} ({arch}), not by {using} ({model.arch}); "
+            "decode them with the model that encoded them, or pass --force"
+        )
+    weights = tokens.meta.get("weights")
+    if weights is not None and weights != model.weights_fingerprint():
+        raise ZooError(
+            f"tokens were made by {made_by} with other weights than {using}'s (fingerprint {weights} vs "
+            f"{model.weights_fingerprint()}); decode them with the model that encoded them, or pass --force"
+        )
+
+
 def _progress(items: Sequence[Path], desc: str) -> Iterable[Path]:
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2 or None)
 
 
-def _report(failures: list[tuple[Path, str]], done: int, what: str) -> int:
+def _report(
+    failures: list[tuple[Path, str]], done: int, what: str, *, skipped: int = 0, interrupted: bool = False
+) -> int:
     for path, problem in failures:
         print(f"skipped {path}: {problem}", file=sys.stderr)
-    print(f"{what} {done} file(s), {len(failures)} failed", file=sys.stderr)
+    kept = f", {skipped} kept as they were (--skip-existing)" if skipped else ""
+    stop = "; interrupted, the files listed as done are complete" if interrupted else ""
+    print(f"{what} {done} file(s), {len(failures)} failed{kept}{stop}", file=sys.stderr)
+    if interrupted:
+        return 130
     return 1 if failures else 0
+
+
+def _problem(path: Path, exc: BaseException) -> str:
+    """One line for a failed file: the message without the path it already names, and the error type
+    where the message alone would not say what went wrong (an out-of-memory, a bad zip)."""
+    text = str(exc).removeprefix(f"{path}: ").strip().splitlines()
+    line = text[0] if text else ""
+    if isinstance(exc, (ZooError, ValueError, OSError)) and line:
+        return line
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -114,6 +199,8 @@ def _load(args: argparse.Namespace) -> Any:
     from ._registry import get_entry, is_model
 
     name = str(args.model)
+    if getattr(args, "revision", None) and Path(name).is_dir():
+        raise ZooError(f"--revision {args.revision}: {name} is a local folder, which has no revisions")
     if is_model(name) and not get_entry(name).pretrained:
         import torch
 
@@ -137,37 +224,82 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .io import SUFFIXES as MEDIA_SUFFIXES
     from .io import read_media
 
+    resolution = _parse_resolution(args.resolution)
+    channels = _parse_channels(args.channels)
+    _check_device(args.device)
+    out = _output_dir(args.output)
     model = _load(args)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    if channels and model.modality != "eeg":
+        raise ZooError(f"--channels picks EEG channels; {args.model} is a {model.modality} model")
+    if args.resolution is not None and model.modality != "image":
+        raise ZooError(f"--resolution sizes images; {args.model} is a {model.modality} model")
     files = expand_inputs(args.inputs, MEDIA_SUFFIXES.get(model.modality))
+    if not files:
+        raise ZooError(f"no input files found in {' '.join(args.inputs)}")
     failures: list[tuple[Path, str]] = []
     used: set[str] = set()
-    done = 0
+    done = skipped = 0
     options: dict[str, Any] = {}
     if model.modality == "image":
-        options["resolution"] = None if args.resolution == "native" else int(args.resolution or 0)
+        options["resolution"] = resolution
         reader = {"mode": "RGB" if model.in_channels == 3 else "L"}
     else:
         reader = {}
-    if model.modality == "eeg" and args.channels:
-        options["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
-    for path in _progress(files, "encode"):
-        try:
-            if not path.is_file():
-                raise ZooError(f"{path}: no such file")
-            media = read_media(path, modality=model.modality, **reader)
-            x = model.prepare(media, path=path, **options)
-            x = x.to(model.device) if isinstance(x, torch.Tensor) else x  # SVG tokenizers take text
-            with torch.inference_mode():
-                tokens = model.encode(x)
-            tokens.meta.update(model.media_meta(media, **options))
-            tokens.meta["source_file"] = path.name
-            tokens.save(out / _output_name(path, used, TOKEN_SUFFIX))
-            done += 1
-        except (ZooError, ValueError, OSError) as exc:
-            failures.append((path, str(exc).removeprefix(f"{path}: ")))
-    return _report(failures, done, "encoded")
+    if channels:
+        options["channels"] = channels
+    fingerprint = model.weights_fingerprint()
+    interrupted = False
+    try:
+        for path in _progress(files, "encode"):
+            try:
+                target = out / _output_name(path, used, TOKEN_SUFFIX)
+                if not _claim_output(target, args):
+                    skipped += 1
+                    continue
+                if not path.is_file():
+                    raise ZooError(f"{path}: no such file")
+                media = read_media(path, modality=model.modality, **reader)
+                x = model.prepare(media, path=path, **options)
+                x = x.to(model.device) if isinstance(x, torch.Tensor) else x  # SVG tokenizers take text
+                with torch.inference_mode():
+                    tokens = model.encode(x)
+                tokens.meta.update(model.media_meta(media, **options))
+                tokens.meta.update(source_file=path.name, arch=model.arch, weights=fingerprint)
+                tokens.save(target)
+                done += 1
+            except Exception as exc:  # noqa: BLE001 (one bad file, or one the model cannot take, never costs the batch)
+                failures.append((path, _problem(path, exc)))
+    except KeyboardInterrupt:
+        interrupted = True
+    return _report(failures, done, "encoded", skipped=skipped, interrupted=interrupted)
+
+
+def _parse_resolution(text: str | None) -> int | None:
+    """``--resolution``: a positive size, or ``native`` (``None``); unset means the model's (``0``)."""
+    if text is None:
+        return 0
+    if text == "native":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ZooError(f"--resolution {text}: expected a positive integer or 'native'") from None
+    if value <= 0:
+        raise ZooError(f"--resolution {text}: must be a positive number of pixels")
+    return value
+
+
+def _parse_channels(text: str | None) -> list[str] | None:
+    """``--channels``: names in order, each once."""
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise ZooError(f"--channels {text!r}: no channel names")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ZooError(f"--channels names {', '.join(repeated)} more than once")
+    return names
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -176,36 +308,50 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from .io import write_media
     from .tokens import Tokens
 
+    _check_device(args.device)
+    out = _output_dir(args.output)
     model = _load(args)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     suffix = args.suffix or DEFAULT_SUFFIX[model.modality]
     files = expand_inputs(args.tokens, [TOKEN_SUFFIX, ".safetensors", ".npz"])
+    if not files:
+        raise ZooError(f"no token files found in {' '.join(args.tokens)}")
     failures: list[tuple[Path, str]] = []
     used: set[str] = set()
-    done = 0
-    for path in _progress(files, "decode"):
-        try:
-            tokens = Tokens.load(path, device=model.device)
-            for i in range(len(tokens)):
-                item = tokens[i]
-                with torch.inference_mode():
-                    media = model.finish(model.decode(item), item)
-                name = (
+    done = skipped = 0
+    interrupted = False
+    try:
+        for path in _progress(files, "decode"):
+            try:
+                tokens = Tokens.load(path, device=model.device)
+                _check_token_source(tokens, model, args.force)
+                names = [
                     _output_name(path, used, suffix)
                     if len(tokens) == 1
                     else _output_name(
                         path.with_name(f"{path.name.removesuffix(TOKEN_SUFFIX)}-{i}"), used, suffix
                     )
-                )
-                write_media(out / name, media, modality=model.modality)
-            done += 1
-        except (ZooError, ValueError, OSError) as exc:
-            failures.append((path, str(exc).removeprefix(f"{path}: ")))
+                    for i in range(len(tokens))
+                ]
+                wanted = [_claim_output(out / name, args) for name in names]
+                if not any(wanted):
+                    skipped += 1
+                    continue
+                for i, name in enumerate(names):
+                    if not wanted[i]:
+                        continue
+                    item = tokens[i]
+                    with torch.inference_mode():
+                        media = model.finish(model.decode(item), item)
+                    write_media(out / name, media, modality=model.modality)
+                done += 1
+            except Exception as exc:  # noqa: BLE001 (one bad file, or one the model cannot take, never costs the batch)
+                failures.append((path, _problem(path, exc)))
+    except KeyboardInterrupt:
+        interrupted = True
     taken = getattr(model, "last_decode_path", None)  # models with several decoders (SEED) name theirs
     if taken:
         print(f"decoded through {taken}", file=sys.stderr)
-    return _report(failures, done, "decoded")
+    return _report(failures, done, "decoded", skipped=skipped, interrupted=interrupted)
 
 
 def cmd_card(args: argparse.Namespace) -> int:
@@ -487,6 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--output", required=True, help="output directory")
         p.add_argument("--revision", help="Hub revision (branch, tag or commit sha)")
         p.add_argument("--device", default=None, help="e.g. cpu, cuda")
+        existing = p.add_mutually_exclusive_group()
+        existing.add_argument("--overwrite", action="store_true", help="replace output files that exist")
+        existing.add_argument(
+            "--skip-existing", action="store_true", help="keep output files that exist (resume a batch)"
+        )
         if name == "encode":
             p.add_argument(
                 "--resolution",
@@ -496,6 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--channels", help="EEG: comma-separated channel names to keep, in that order")
         else:
             p.add_argument("--suffix", help="output file suffix (default by modality, e.g. .png)")
+            p.add_argument(
+                "--force", action="store_true", help="decode tokens that another model or other weights made"
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("card", help="render a model card")
@@ -608,6 +762,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZooError as exc:
         print(f"zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except PermissionError as exc:  # a read-only output folder, say: the user's to fix, not a bug
+        print(f"zoo {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `zoo info x | head`: the reader had enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"zoo {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -96,6 +96,34 @@ class ZooModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def weights_fingerprint(self) -> str:
+        """A 16-hex digest of the weights that tells two models apart without hashing every byte.
+
+        It hashes every tensor's name, shape and dtype plus up to 256 evenly spaced values, so it costs
+        milliseconds even for a billion parameters; token files record it so that decoding with other
+        weights than the encoder's is caught. Cached until a tensor is modified in place or replaced.
+        """
+        import hashlib
+
+        tensors = [(k, v) for k, v in self.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)]
+        key = tuple((k, v.data_ptr(), v._version) for k, v in tensors)
+        cached = self.__dict__.get("_zoo_fingerprint")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        digest = hashlib.sha256()
+        for name, tensor in tensors:
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            if tensor.device.type == "meta" or tensor.numel() == 0:
+                continue
+            flat = tensor.detach().reshape(-1)
+            picked = flat[
+                torch.linspace(0, flat.numel() - 1, min(256, flat.numel()), device=flat.device).long()
+            ]
+            digest.update(picked.to("cpu", torch.float64).numpy().tobytes())
+        fingerprint = digest.hexdigest()[:16]
+        object.__setattr__(self, "_zoo_fingerprint", (key, fingerprint))
+        return fingerprint
+
     # ------------------------------------------------------------------ Hub
     def save_pretrained(self, save_directory: str | Path, **card_kwargs: Any) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card."""
