@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import os
 import re
@@ -13,7 +14,6 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from training_data import RandomImages
 
 import zoo
@@ -21,6 +21,7 @@ from zoo.data import ResumableDataLoader
 from zoo.errors import CheckpointError
 from zoo.training import TokenizerModule, warmup_cosine
 from zoo.training.cli import export
+from zoo.training.csv_log import ResumableCSVLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def trainer(run: Path, max_steps: int, **kwargs) -> L.Trainer:
         max_steps=max_steps,
         accelerator="cpu",
         default_root_dir=run,
-        logger=CSVLogger(run, name="", version=""),
+        logger=ResumableCSVLogger(run, name="", version=""),
         callbacks=[ModelCheckpoint(dirpath=run / "checkpoints", every_n_train_steps=3, save_last=True)],
         use_distributed_sampler=False,
         enable_progress_bar=False,
@@ -128,6 +129,18 @@ def test_resuming_continues_the_same_run_exactly(tmp_path: Path) -> None:
     opt_a = straight.optimizers().optimizer.state_dict()["state"]
     opt_b = resumed.optimizers().optimizer.state_dict()["state"]
     assert all(torch.equal(opt_a[i]["exp_avg"], opt_b[i]["exp_avg"]) for i in opt_a)
+    # the resumed run's metrics.csv still holds the rows logged before the interruption
+    early = [entry for entry in logged(tmp_path / "straight") if entry[0] < 3]
+    assert early and set(early) <= set(logged(tmp_path / "resumed"))
+    assert max(logged(tmp_path / "resumed"))[0] == 5
+
+
+def logged(run: Path) -> list[tuple[int, str]]:
+    """(step, metric) of every value in a run's metrics.csv."""
+    with open(run / "metrics.csv", newline="") as f:
+        return sorted(
+            (int(r["step"]), k) for r in csv.DictReader(f) for k, v in r.items() if v and k != "step"
+        )
 
 
 def test_gan_training_counts_iterations_not_optimizer_steps(tmp_path: Path) -> None:

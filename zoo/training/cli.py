@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ZooError
 
 
 def _default_precision() -> str:
@@ -30,25 +31,68 @@ def train(argv: Sequence[str]) -> int:
     from lightning.pytorch.cli import LightningCLI
 
     argv = list(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(TRAIN_USAGE)
+        return 0
     if not argv or argv[0].startswith("-"):
-        print("usage: zoo train RECIPE.yaml [--section.key value ...] [--print_config]", file=sys.stderr)
+        print(TRAIN_USAGE, file=sys.stderr)
         return 2
     recipe, overrides = argv[0], argv[1:]
     if not Path(recipe).is_file():
         print(f"zoo train: recipe {recipe} not found", file=sys.stderr)
         return 2
-    overrides += _default_loggers(recipe, overrides)
-    LightningCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"use_distributed_sampler": False, "precision": _default_precision()},
-        args=["fit", "--config", recipe, *overrides],
-        auto_configure_optimizers=False,
-    )
+    try:
+        overrides += _default_loggers(recipe, overrides)
+    except (yaml_error(), TypeError) as exc:
+        print(f"zoo train: {recipe} is not a valid recipe YAML ({str(exc).splitlines()[0]})", file=sys.stderr)
+        return 2
+    try:
+        LightningCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"use_distributed_sampler": False, "precision": _default_precision()},
+            args=["fit", "--config", recipe, *overrides],
+            auto_configure_optimizers=False,
+        )
+    except (ZooError, ValueError, TypeError, KeyError, OSError, ImportError) as exc:
+        if os.environ.get("ZOO_TRACEBACK"):
+            raise
+        print(f"zoo train {recipe}: error: {_first_line(exc)} (ZOO_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 2
     return 0
+
+
+TRAIN_USAGE = """usage: zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
+
+Train from a recipe (LightningCLI): the YAML's model, data, trainer and optimizer sections, each
+overridable on the command line, e.g. --trainer.max_steps 100 --data.init_args.path DATA.
+Relative paths in a recipe (data folders, init_from) are taken from the current directory: the
+repository's recipes expect to be run from its root.
+
+  zoo train RECIPE.yaml --help          every option of that recipe's model, data and trainer
+  zoo train RECIPE.yaml --print_config  the resolved config, without training
+  zoo train RECIPE.yaml --ckpt_path last  resume the run from its last checkpoint"""
+
+
+def yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
+
+
+def _first_line(exc: BaseException) -> str:
+    """The message that says what is wrong: the innermost cause, or the first of jsonargparse's listed
+    errors (which wraps our own ``ValueError`` in "Does not validate against any of the Union subtypes")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc).strip()
+    lines = text.splitlines()
+    listed = [ln.strip()[2:] for ln in lines if ln.strip().startswith("- ") and "Expected a <class" not in ln]
+    line = listed[0] if listed else (lines[0] if lines else "")
+    return line if isinstance(exc, (ZooError, ValueError)) else f"{type(exc).__name__}: {line}"
 
 
 def _option(overrides: Sequence[str], name: str) -> str | None:
@@ -72,29 +116,34 @@ def _default_loggers(recipe: str, overrides: Sequence[str]) -> list[str]:
     import yaml
 
     config = yaml.safe_load(Path(recipe).read_text()) or {}
+    if not isinstance(config, dict):
+        raise TypeError(f"the top level is a {type(config).__name__}, not a mapping of sections")
     trainer = config.get("trainer") or {}
     if "logger" in trainer or any(a.startswith("--trainer.logger") for a in overrides):
         return []
     root = _option(overrides, "--trainer.default_root_dir") or trainer.get("default_root_dir") or "."
     loggers = [
-        {
-            "class_path": f"lightning.pytorch.loggers.{name}",
-            "init_args": {"save_dir": root, "name": "", "version": ""},
-        }
-        for name in ("CSVLogger", "TensorBoardLogger")
+        {"class_path": class_path, "init_args": {"save_dir": root, "name": "", "version": ""}}
+        for class_path in (
+            "zoo.training.csv_log.ResumableCSVLogger",  # a resumed run keeps its earlier metrics.csv rows
+            "lightning.pytorch.loggers.TensorBoardLogger",
+        )
     ]
     return ["--trainer.logger", json.dumps(loggers)]
 
 
 def find_checkpoint(run: str | Path) -> Path:
-    """A checkpoint file, or the ``last.ckpt`` (else the newest ``.ckpt``) under a run directory."""
+    """A checkpoint file, or the newest ``last*.ckpt`` (else the newest ``.ckpt``) under a run directory.
+
+    Lightning names a second "last" checkpoint ``last-v1.ckpt`` when ``last.ckpt`` exists (a run
+    restarted without ``--ckpt_path last``), so the newest of them, not the first name, is the run's end.
+    """
     run = Path(run)
     if run.is_file():
         return run
-    candidates = [run / "checkpoints" / "last.ckpt", run / "last.ckpt"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+    last = [p for folder in (run / "checkpoints", run) for p in folder.glob("last*.ckpt") if p.is_file()]
+    if last:
+        return max(last, key=lambda p: (p.stat().st_mtime_ns, p.name))
     found = sorted(run.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise CheckpointError(f"{run}: no checkpoint (.ckpt) found in this run directory")
