@@ -98,24 +98,67 @@ def push_folder(
     commit_message: str | None = None,
     token: str | None = None,
 ) -> str:
-    """Upload a saved model folder as one commit; returns the commit sha."""
+    """Upload a saved model folder as one commit; returns the commit sha.
+
+    The folder is checked first (its config builds a model whose every tensor the weights file holds,
+    whole and with the right shape), so a truncated or foreign file is refused before anything is sent.
+    """
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
     folder = Path(folder)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise HubError(f"invalid repo id {repo_id!r}: {str(exc).splitlines()[0]}") from None
+    config = verify_folder(folder)
+    api = HfApi(endpoint=hub_endpoint(), token=token)
+    try:
+        api.create_repo(repo_id, exist_ok=True, private=private)
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            revision=branch,
+            commit_message=commit_message
+            or f"Upload {config.get('architecture', 'model')} with zoo {__version__}",
+        )
+    except Exception as exc:
+        raise HubError(
+            f"push of {folder} to {hub_endpoint()}/{repo_id} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return str(info.oid)
+
+
+def verify_folder(folder: Path) -> dict[str, Any]:
+    """A saved model folder's config, after checking that its weights file is whole and fits the config."""
+    from safetensors import safe_open
+
     for required in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / required).is_file():
             raise HubError(f"{folder} has no {required}; write it with save_pretrained or `zoo export` first")
     config = read_config(folder / CONFIG_NAME)
-    api = HfApi(endpoint=hub_endpoint(), token=token)
-    api.create_repo(repo_id, exist_ok=True, private=private)
-    info = api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        revision=branch,
-        commit_message=commit_message
-        or f"Upload {config.get('architecture', 'model')} with zoo {__version__}",
-    )
-    return str(info.oid)
+    with torch.device("meta"):
+        expected = {
+            k: tuple(v.shape)
+            for k, v in build_from_config(config, str(folder / CONFIG_NAME)).state_dict().items()
+        }
+    weights = folder / WEIGHTS_NAME
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise CheckpointError(
+            f"{weights}: not a readable safetensors file ({type(exc).__name__}: {exc})"
+        ) from exc
+    missing = sorted(set(expected) - set(found))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or wrong:
+        problems = [f"missing {missing[:5]}" if missing else "", f"wrong shapes {wrong[:5]}" if wrong else ""]
+        raise CheckpointError(
+            f"{weights} does not fit {config['architecture']}: " + "; ".join(p for p in problems if p)
+        )
+    return config
 
 
 def push_to_hub(model: ZooModel, repo_id: str, **kwargs: Any) -> str:
@@ -127,10 +170,14 @@ def push_to_hub(model: ZooModel, repo_id: str, **kwargs: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------- reading
 def read_config(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a config file")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
+    except PermissionError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or "architecture" not in config:
@@ -203,6 +250,8 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
 
 def build_from_config(config: Mapping[str, Any], source: str) -> ZooModel:
     arch = config["architecture"]
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{source}: 'architecture' must be a model name, got {arch!r}")
     try:
         entry = get_entry(arch)
     except UnknownModelError:
@@ -210,10 +259,17 @@ def build_from_config(config: Mapping[str, Any], source: str) -> ZooModel:
             f"{source} names unknown architecture {arch!r}; this zoo version ({__version__}) cannot build it"
         ) from None
     args = config.get("model_args", {})
+    if not isinstance(args, Mapping):
+        raise CheckpointError(
+            f"{source}: 'model_args' must be a mapping of constructor arguments, got {args!r}"
+        )
     try:
         model = entry.fn(**args)
-    except TypeError as exc:
-        raise CheckpointError(f"{source}: model_args do not fit {arch!r} ({exc})") from exc
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, RuntimeError) as exc:
+        # a wrong type or value in model_args fails somewhere inside the constructor: say where it came from
+        raise CheckpointError(
+            f"{source}: model_args do not fit {arch!r} ({type(exc).__name__}: {exc})"
+        ) from exc
     return model
 
 
@@ -390,7 +446,7 @@ def _convert_upstream(
 ) -> ZooModel:
     """``arch`` (default: the tag's own) built with ``overrides``, loaded strictly through ``cfg.converter``."""
     entry = get_entry(arch or split_model_name_tag(full)[0])
-    model = entry.fn(**dict(overrides or {}))
+    model = entry.fn(**{**cfg.model_args, **dict(overrides or {})})
     module = __import__(get_entry(split_model_name_tag(full)[0]).module, fromlist=[str(cfg.converter)])
     converter = getattr(module, str(cfg.converter), None)
     if converter is None:
