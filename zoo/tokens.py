@@ -30,6 +30,30 @@ PAD_ID = -1
 _TENSOR_FIELDS = ("ids", "latents", "lengths")
 
 
+# meta fields the decoders read, and what a valid value is: a damaged or edited token file is refused
+# when it is made or loaded, not decoded into a wrong length or a wrong rate.
+_POSITIVE_INT_META = ("num_samples", "window_samples", "window_stride")
+_POSITIVE_NUMBER_META = ("sample_rate", "scale_factor")
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a mapping, got {type(meta).__name__}")
+    for key in _POSITIVE_INT_META:
+        value = meta.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"meta[{key!r}] must be a positive integer, got {value!r}")
+    for key in _POSITIVE_NUMBER_META:
+        value = meta.get(key, 1)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"meta[{key!r}] must be a positive number, got {value!r}")
+
+
 @dataclass
 class Tokens:
     """A batch of tokens with the layout needed to decode them.
@@ -79,8 +103,15 @@ class Tokens:
             raise ValueError("ids and latents have different batch sizes")
         if self.lengths is not None and tuple(self.lengths.shape) != (len(self),):
             raise ValueError(f"lengths must have shape [{len(self)}], got {tuple(self.lengths.shape)}")
+        if any(g < 0 for g in self.grid) or any(c <= 0 for c in self.codebook_sizes):
+            raise ValueError(
+                f"grid {self.grid} and codebook sizes {self.codebook_sizes} must be non-negative"
+            )
+        _check_meta(self.meta)
         self.side = dict(self.side)
         for name, value in self.side.items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"side tensor {name!r} holds NaN or infinite values")
             if not name.isidentifier() or name in _TENSOR_FIELDS:
                 raise ValueError(
                     f"side tensor name {name!r} must be an identifier other than {_TENSOR_FIELDS}"
@@ -307,7 +338,16 @@ class Tokens:
             header = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise MediaError(path, f"token header is not valid JSON ({exc})") from exc
-        if header.get("format") != "zoo.tokens" or header.get("version", 0) > FORMAT_VERSION:
+        version = header.get("version", 0) if isinstance(header, dict) else None
+        if (
+            not isinstance(header, dict)
+            or header.get("format") != "zoo.tokens"
+            or isinstance(version, bool)
+            or not isinstance(version, int)
+            or version > FORMAT_VERSION
+        ):
+            if not isinstance(header, dict):
+                raise MediaError(path, "token header is not a JSON object")
             raise MediaError(
                 path, f"unsupported token file format {header.get('format')!r} v{header.get('version')}"
             )
@@ -323,7 +363,7 @@ class Tokens:
                 model=header.get("model"),
                 revision=header.get("revision"),
             ).to(device)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise MediaError(path, f"inconsistent token file: {exc}") from exc
 
     def equal(self, other: Tokens) -> bool:
