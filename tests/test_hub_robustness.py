@@ -67,3 +67,28 @@ def test_push_with_an_invalid_repo_id_or_no_hub_is_one_line(saved: Path, monkeyp
     monkeypatch.setenv("ZOO_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(HubError, match="failed"):
         zoo.hub.push_folder(saved, "tester/unreachable")
+
+
+def test_a_tiny_size_without_weights_says_how_to_get_them() -> None:
+    from zoo.errors import UnknownModelError
+
+    with pytest.raises(
+        UnknownModelError, match=r"zoo train recipes/vq16_tiny.yaml; zoo export runs/vq16_tiny"
+    ):
+        zoo.load("vq16_tiny")
+
+
+def test_a_folder_named_like_a_model_does_not_shadow_the_registry(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    zoo.create("kl16_tiny").save_pretrained(tmp_path / "vq16")  # a folder called like a registered model
+    with pytest.warns(UserWarning, match="loading it from the registry"):
+        kind = zoo.hub._parse("vq16")
+    assert kind == ("registry", "vq16", None)
+    assert zoo.load("./vq16").arch == "kl16_tiny" and zoo.load("local-dir:vq16").arch == "kl16_tiny"
+
+
+def test_info_and_cards_describe_the_tiny_size_itself(tmp_path: Path) -> None:
+    assert "4x downsampling" in zoo.info("vq16_tiny")["summary"]
+    zoo.create("vq16_tiny").save_pretrained(tmp_path / "m")
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert 'zoo.load("path/to/this/folder")' in card and 'zoo.load("vq16_tiny")' not in card

@@ -69,6 +69,7 @@ def info(name: str) -> dict[str, Any]:
             "upstream": cfg.upstream,
             "metrics": cfg.metrics,
         }
-    doc = (type(model).__doc__ or "").strip().splitlines()
+    # the registered function's docstring describes this size (a tiny size's grid and rate, not the paper's)
+    doc = (entry.fn.__doc__ or type(model).__doc__ or "").strip().splitlines()
     facts["summary"] = doc[0] if doc else ""
     return facts

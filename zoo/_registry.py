@@ -12,6 +12,7 @@ import fnmatch
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import UnknownModelError
@@ -19,6 +20,7 @@ from .errors import UnknownModelError
 F = TypeVar("F", bound=Callable[..., Any])
 
 MODALITIES = ("image", "audio", "eeg", "svg", "generator")
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class PretrainedCfg:
             itself is the state dict).
         license, paper, upstream, description: provenance shown by ``zoo info`` and model cards.
         metrics: headline numbers with their settings, e.g. ``{"rFID (ImageNet val 256)": 2.19}``.
+        model_args: constructor arguments the tag's weights were trained with that do not change the state
+            dict (TFM-Tokenizer's 10 s windows and preprocessing per dataset); ``load_upstream`` applies them
+            under the caller's own overrides.
     """
 
     hf_hub_id: str
@@ -49,6 +54,7 @@ class PretrainedCfg:
     upstream: str | None = None
     description: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_upstream_format(self) -> bool:
@@ -153,10 +159,22 @@ def get_pretrained_cfg(name: str) -> tuple[str, PretrainedCfg]:
     entry = get_entry(arch)
     tag = tag or entry.default_tag or ""
     if tag not in entry.pretrained:
-        have = [f"{arch}.{t}" for t in entry.pretrained] or ["none"]
+        have = [f"{arch}.{t}" for t in entry.pretrained]
+        if have:
+            hint = f"available: {', '.join(have)}. Use zoo.create({arch!r}) for an untrained model."
+        else:
+            recipe = (
+                f"recipes/{arch}.yaml"
+                if (_REPO_ROOT / "recipes" / f"{arch}.yaml").is_file()
+                else "RECIPE.yaml"
+            )
+            hint = (
+                f"none are published for this size. Train and export your own "
+                f"(zoo train {recipe}; zoo export runs/{arch} -o {arch}-export) and load the folder "
+                f"(zoo.load('./{arch}-export')), or use zoo.create({arch!r}) for an untrained model."
+            )
         raise UnknownModelError(
-            f"no pretrained weights {f'{arch}.{tag}' if tag else f'for {arch!r}'}; available: {', '.join(have)}. "
-            f"Use zoo.create({arch!r}) for an untrained model."
+            f"no pretrained weights {f'{arch}.{tag}' if tag else f'for {arch!r}'}; {hint}"
         )
     return f"{arch}.{tag}", entry.pretrained[tag]
 

@@ -69,7 +69,9 @@ def card_variables(model: ZooModel, **extra: Any) -> dict[str, Any]:
         "upstream_license": pretrained.license if pretrained else None,
         "metrics": extra.pop("metrics", None) or {},
         "training": extra.pop("training", None),
-        "repo_id": extra.pop("repo_id", None),
+        # the usage example loads what can be loaded: the repo, the registry name when it has published
+        # weights, else the folder this card sits in (a tiny size's `zoo.load("vq16_tiny")` would fail)
+        "repo_id": extra.pop("repo_id", None) or (None if entry.pretrained else "path/to/this/folder"),
         **extra,
     }
 

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,10 +496,18 @@ def _parse(name_or_path: str | os.PathLike[str]) -> tuple[str, str, str | None]:
     if text.startswith(("hf-hub:", "hf_hub:")):
         repo, _, rev = text.split(":", 1)[1].partition("@")
         return "repo", repo, rev or None
+    # a bare registry name means the registry even when a folder of that name sits in the working
+    # directory (say ./vq16_tiny from `zoo export`); write ./vq16_tiny or local-dir:vq16_tiny for the folder
+    if "/" not in text and os.sep not in text and (is_model(text) or is_model(split_model_name_tag(text)[0])):
+        if Path(text).is_dir():
+            warnings.warn(
+                f"{text!r} is a registered model name; loading it from the registry, not from the folder "
+                f"./{text} (write ./{text} or local-dir:{text} for the folder)",
+                stacklevel=3,
+            )
+        return "registry", text, None
     if Path(text).is_dir():
         return "dir", text, None
-    if "/" not in text and (is_model(text) or is_model(split_model_name_tag(text)[0])):
-        return "registry", text, None
     repo, _, rev = text.partition("@")
     if _REPO_ID.match(repo) and not Path(text).exists():
         return "repo", repo, rev or None
