@@ -158,3 +158,21 @@ def test_weights_fingerprint_follows_the_weights() -> None:
     assert a.weights_fingerprint() != first
     with torch.device("meta"):
         assert zoo.create("vq16").weights_fingerprint()  # no data needed for a meta model
+
+
+def test_a_file_of_another_modality_is_named_and_eeg_arrays_take_a_rate(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    zoo.create("biocodec_tiny").eval().save_pretrained(tmp_path / "bio")
+    wav = tmp_path / "speech.wav"
+    wav.write_bytes(b"RIFF")
+    code, err = run(capsys, "encode", tmp_path / "bio", wav, "-o", tmp_path / "t")
+    assert code == 1 and "model (eeg) reads" in err and ".edf" in err and "not .wav" in err
+    array = tmp_path / "rec.npy"
+    np.save(array, np.random.default_rng(0).normal(size=(2, 1300)).astype(np.float32) * 20)
+    code, err = run(capsys, "encode", tmp_path / "bio", array, "-o", tmp_path / "t2")
+    assert code == 1 and "zoo encode --sample-rate" in err
+    assert (
+        run(capsys, "encode", tmp_path / "bio", array, "-o", tmp_path / "t3", "--sample-rate", "250")[0] == 0
+    )
+    assert Tokens.load(tmp_path / "t3" / "rec.tokens.safetensors").grid[0] == 2

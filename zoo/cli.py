@@ -233,6 +233,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise ZooError(f"--channels picks EEG channels; {args.model} is a {model.modality} model")
     if args.resolution is not None and model.modality != "image":
         raise ZooError(f"--resolution sizes images; {args.model} is a {model.modality} model")
+    if args.sample_rate is not None and (model.modality != "eeg" or args.sample_rate <= 0):
+        raise ZooError(
+            f"--sample-rate {args.sample_rate:g}: gives the positive rate of EEG arrays (.npy/.npz)"
+        )
     files = expand_inputs(args.inputs, MEDIA_SUFFIXES.get(model.modality))
     if not files:
         raise ZooError(f"no input files found in {' '.join(args.inputs)}")
@@ -258,7 +262,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
                     continue
                 if not path.is_file():
                     raise ZooError(f"{path}: no such file")
-                media = read_media(path, modality=model.modality, **reader)
+                accepted = MEDIA_SUFFIXES.get(model.modality, frozenset())
+                if path.suffix.lower() not in accepted:
+                    raise ZooError(
+                        f"{path}: {args.model} model ({model.modality}) reads "
+                        f"{' '.join(sorted(accepted))} files, not {path.suffix or 'files without a suffix'}"
+                    )
+                per_file = dict(reader)
+                if model.modality == "eeg" and path.suffix.lower() in (".npy", ".npz") and args.sample_rate:
+                    per_file["sample_rate"] = args.sample_rate  # arrays store no rate of their own
+                media = read_media(path, modality=model.modality, **per_file)
                 x = model.prepare(media, path=path, **options)
                 x = x.to(model.device) if isinstance(x, torch.Tensor) else x  # SVG tokenizers take text
                 with torch.inference_mode():
@@ -645,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help="image size after resize + centre crop (default: the model's), or 'native'",
             )
             p.add_argument("--channels", help="EEG: comma-separated channel names to keep, in that order")
+            p.add_argument(
+                "--sample-rate", type=float, help="EEG: the rate (Hz) of .npy/.npz arrays, which store none"
+            )
         else:
             p.add_argument("--suffix", help="output file suffix (default by modality, e.g. .png)")
             p.add_argument(
