@@ -13,6 +13,7 @@ import errno
 import gzip
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,31 @@ class ImageFolder(Dataset):
         self._labels = [class_index[folders[i]] for i in kept]
         self.resolution = _check_resolution(resolution)
         self.augment, self.channels = augment, check_channels(channels)
+        self.skipped: dict[str, str] = {}  # unreadable file -> why, filled as items are read
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, key: Key) -> torch.Tensor:
         index, generator = unpack(key, len(self))
-        x = read_image(self.files[index], "L" if self.channels == 1 else "RGB")
+        x = self._read(index)
         return fit_image(x, self.resolution, generator, self.augment)
+
+    def _read(self, index: int) -> torch.Tensor:
+        """Item ``index``, or, when its file cannot be decoded (a truncated JPEG in a large folder), the
+        next readable one: the bad file is reported once and listed in ``skipped`` instead of ending a
+        training run mid-epoch. Only a folder in which nothing decodes raises."""
+        mode = "L" if self.channels == 1 else "RGB"
+        for step in range(len(self.files)):
+            path = self.files[(index + step) % len(self.files)]
+            if str(path) in self.skipped:
+                continue
+            try:
+                return read_image(path, mode)
+            except MediaError as exc:
+                self.skipped[str(path)] = str(exc)
+                warnings.warn(f"skipping an unreadable image: {exc}", stacklevel=2)
+        raise MediaError(self.root, f"none of its {len(self.files)} image files can be decoded")
 
     def label(self, index: int) -> int:
         """Class of item `index`: its first folder under the root, as an index into `class_names`."""
