@@ -66,6 +66,38 @@ def _check_finite(x: np.ndarray | torch.Tensor, path: str | Path | None) -> None
         raise MediaError(path, "contains infinite values")
 
 
+def _check_wav_length(path: Path) -> None:
+    """Refuse a WAV file cut short: libsndfile quietly reads the frames that are there, so a truncated
+    download would otherwise be encoded as if it were the whole recording. The RIFF ``data`` chunk
+    states its size; streaming writers that leave it 0 or 0xFFFFFFFF are not judged."""
+    if path.suffix.lower() not in (".wav", ".wave"):
+        return
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+        if magic not in (b"RIFF", b"RIFX"):
+            return
+        order = "little" if magic == b"RIFF" else "big"
+        fh.seek(12)
+        while True:
+            header = fh.read(8)
+            if len(header) < 8:
+                return
+            chunk, length = header[:4], int.from_bytes(header[4:], order)
+            if chunk == b"data":
+                if length in (0, 0xFFFFFFFF):
+                    return
+                held = size - fh.tell()
+                if held < length:
+                    raise MediaError(
+                        path,
+                        f"is truncated: its header promises {length} bytes of audio, the file holds {held} "
+                        f"({100 * held / length:.0f} %)",
+                    )
+                return
+            fh.seek(length + (length & 1), 1)  # chunks are padded to an even size
+
+
 def read_audio(
     path: str | Path,
     sample_rate: int | None = None,
@@ -89,6 +121,7 @@ def read_audio(
         data, sr = sf.read(p, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as e:
         raise MediaError(p, f"not a readable audio file ({e})") from e
+    _check_wav_length(p)
     if data.shape[0] == 0:
         raise MediaError(p, "contains no audio (0 frames)")
     _check_finite(data, p)
