@@ -176,3 +176,27 @@ def test_a_file_of_another_modality_is_named_and_eeg_arrays_take_a_rate(tmp_path
         run(capsys, "encode", tmp_path / "bio", array, "-o", tmp_path / "t3", "--sample-rate", "250")[0] == 0
     )
     assert Tokens.load(tmp_path / "t3" / "rec.tokens.safetensors").grid[0] == 2
+
+
+def test_an_unwritable_output_and_a_closed_pipe_are_not_tracebacks(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from zoo.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "card", "vq16_tiny", "-o", "/proc/zoo-nowhere/README.md"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "zoo card: error: /proc/zoo-nowhere" in done.stderr
+    assert "Traceback" not in done.stderr
+    # `zoo info ... | head -1`: the reader closes the pipe after one line
+    piped = subprocess.run(
+        f"{sys.executable} -c '{code}' info vq16 --json | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert piped.stdout == "{\n" and "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr

@@ -778,14 +778,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZooError as exc:
         print(f"zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except PermissionError as exc:  # a read-only output folder, say: the user's to fix, not a bug
-        print(f"zoo {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `zoo info x | head`: the reader had enough
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if not exc.filename:
+            raise
+        # a read-only or missing output location: the user's to fix, not a bug
+        print(f"zoo {args.command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"zoo {args.command}: interrupted", file=sys.stderr)
         return 130
