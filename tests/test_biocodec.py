@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from biocodec_layout import biocodec_shapes, parameter_count
@@ -86,6 +87,40 @@ def test_real_eeg_round_trip_any_montage_and_rate(tiny, recording) -> None:
     offset, gain = tiny.channel_statistics(x)
     torch.testing.assert_close(tokens.side["offset"], offset)
     assert bool((out.median(-1).values - offset).abs().le(5 * gain).all())
+
+
+def test_normalisation_is_ch2files_median_and_iqr(tiny, recording) -> None:
+    """BioCodec's ch2file.py: subtract each channel's median, divide by scipy's IQR + 1e-6 (float32, over
+    the whole recording), clip at +-10 when loading; upstream keeps whole 5 s windows only."""
+    from scipy.stats import iqr
+
+    x = tiny.prepare(recording, channels=recording.channel_names[:4])[..., :5000]
+    x[0, 1, 100] = 5e4  # an artefact: clipped after normalisation, barely moves the IQR
+    tokens = tiny.encode(x, drop_partial=True)
+    data = x[0].numpy()
+    median = np.median(data, axis=1, keepdims=True)
+    assert np.array_equal(tokens.side["offset"][0].numpy(), median[:, 0])
+    assert np.array_equal(tokens.side["gain"][0].numpy(), iqr(data - median, axis=1) + np.float32(1e-6))
+    assert tokens.grid[1] == 4 and tokens.meta["num_samples"] == 5000
+    windows = tiny.normalise(x, tokens.side["offset"], tokens.side["gain"])
+    assert float(windows.abs().max()) == 10.0
+
+
+def test_encode_searches_codes_by_upstreams_cosine_argmax() -> None:
+    """``encode_windows`` ranks codes by float32 cosine similarity as upstream's codebook does; away from
+    near-ties that is the quantizer's own nearest code, stage after stage."""
+    torch.manual_seed(0)
+    model = zoo.create("biocodec", n_filters=4, lstm_layers=0, dimension=32, codebook_dim=4).eval()
+    for layer in model.quantizer.layers:
+        layer.codebook.copy_(torch.nn.functional.normalize(torch.randn_like(layer.codebook), dim=-1))
+        layer.initted.fill_(True)
+    z = torch.randn(3, 32, 40)
+    ids = model.residual_search(z)
+    assert ids.shape == (3, 6, 40) and torch.equal(ids, model.quantizer.encode(z))
+    first = model.quantizer.layers[0]
+    x = torch.nn.functional.normalize(first.project_in(z.transpose(1, 2)), dim=-1)
+    expected = (x @ torch.nn.functional.normalize(first.codebook, dim=-1).t()).argmax(-1)
+    assert torch.equal(ids[:, 0], expected)
 
 
 def test_batch_equals_single_items(tiny, recording) -> None:

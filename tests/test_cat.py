@@ -344,3 +344,92 @@ def test_registered_pretrained_entry() -> None:
     name, cfg = get_pretrained_cfg("cat")
     assert name == "cat.moss" and cfg.hf_hub_id == "OpenMOSS-Team/MOSS-Audio-Tokenizer"
     assert cfg.filename == "model.safetensors.index.json" and cfg.converter == "convert_cat"
+
+
+# ---------------------------------------------------------------------------------------------- upstream's choices
+def test_upstream_last_frame_gives_upstreams_filler_ids(tiny) -> None:
+    """Fix 6 of issue 16: upstream's ``encode`` counts ``T // hop`` valid tokens and masks a last partial
+    one out of its quantizer, whose stages then each quantize a zero residual: the code nearest to their
+    input projection's bias. The zoo quantizes that token's audio unless ``upstream_last_frame``."""
+    upstream = _upstream_tiny()
+    load_weights(tiny, convert_cat(upstream, tiny), "tiny upstream")
+    stages = [f"quantizer.quantizers.{k}" for k in range(4)]
+    filler = torch.stack(
+        [
+            (
+                torch.nn.functional.normalize(upstream[f"{s}.in_proj.bias"], dim=0)
+                @ torch.nn.functional.normalize(upstream[f"{s}.codebook.weight"], dim=-1).T
+            ).argmax()
+            for s in stages
+        ]
+    )
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 12 * 240 + 100) * 0.3
+    ours, theirs = tiny.encode(x).ids, tiny.encode(x, upstream_last_frame=True).ids
+    assert ours.shape == theirs.shape == (2, 4, 13)
+    assert torch.equal(theirs[..., :12], ours[..., :12])
+    assert (theirs[..., 12] == filler).all()  # the same for both clips
+    assert not torch.equal(ours[..., 12], theirs[..., 12])  # the zoo's last token carries the audio
+    whole = x[..., : 12 * 240]
+    assert torch.equal(tiny.encode(whole, upstream_last_frame=True).ids, tiny.encode(whole).ids)
+    assert (tiny.encode(x[..., :100], upstream_last_frame=True).ids[..., 0] == filler).all()
+    prefix = tiny.encode(x, n_quantizers=2, upstream_last_frame=True).ids
+    assert (prefix[..., -1] == filler[:2]).all()
+    assert torch.equal(tiny.filler_ids(), filler) and torch.equal(tiny.filler_ids(3), filler[:3])
+
+
+def test_upstream_cache_reproduces_upstreams_chunked_attention(monkeypatch) -> None:
+    """Upstream's ring holds ``context`` steps and a chunk writes before it reads, so a query sees only
+    ``(chunk end - context, itself]``; the zoo's exact cache makes streaming equal offline instead."""
+    from zoo.models.audio.cat import UpstreamRingKVCache
+    from zoo.nn import streaming
+
+    torch.manual_seed(0)
+    t = streaming.StreamingTransformer(16, 2, 2, 32, context=6, layer_scale=1.0).eval()
+    x = torch.randn(1, 22, 16)
+    chunk = 4
+
+    def run(upstream_cache: bool) -> torch.Tensor:
+        state = t.new_state()
+        if upstream_cache:
+            state.caches = [UpstreamRingKVCache(6) for _ in t.layers]
+        return torch.cat([t(x[:, s : s + chunk], state) for s in range(0, x.shape[1], chunk)], dim=1)
+
+    with torch.no_grad():
+        offline, exact, ring = t(x), run(False), run(True)
+        torch.testing.assert_close(exact, offline, rtol=1e-5, atol=1e-6)
+        assert (ring - offline).abs().max() > 1e-2  # keys lost once the window is full
+
+        def chunked_window(query: torch.Tensor, key: torch.Tensor, context: int | None) -> torch.Tensor:
+            end = ((query // chunk + 1) * chunk - 1).clamp_max(x.shape[1] - 1)
+            delta = query[:, None] - key[None, :]
+            return (delta >= 0) & (key[None, :] > end[:, None] - context)
+
+        monkeypatch.setattr(streaming, "sliding_window_mask", chunked_window)
+        torch.testing.assert_close(ring, t(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            ring[:, :chunk], offline[:, :chunk], rtol=1e-5, atol=1e-6
+        )  # window not full
+
+
+def test_cat_streams_with_upstreams_cache(tiny) -> None:
+    """``upstream_cache=True`` streams: equal to offline until a stage's window is full, then not."""
+    torch.manual_seed(0)
+    load_weights(tiny, convert_cat(_upstream_tiny(), tiny), "tiny upstream")
+    short = torch.randn(1, 1, 2400) * 0.3  # 0.1 s: no stage's ring ever overwrites a slot
+    assert torch.equal(tiny.encode_stream(short, 480, upstream_cache=True).ids, tiny.encode(short).ids)
+    x = torch.randn(1, 1, 9600) * 0.3
+    exact = tiny.encode_stream(x, 720)
+    ring = tiny.encode_stream(x, 720, upstream_cache=True)
+    assert torch.equal(exact.ids, tiny.encode(x).ids) and not torch.equal(ring.ids, exact.ids)
+    decoded = tiny.decode_stream(exact, 3, upstream_cache=True)
+    assert decoded.shape == (1, 1, 9600) and not torch.allclose(decoded, tiny.decode(exact), atol=1e-3)
+    # with upstream_last_frame too, upstream's chunked encode: a partial last token is dropped when the
+    # clip spans several chunks, and is the filler when one chunk holds the clip (upstream runs offline)
+    y = x[..., : 9600 - 100]
+    dropped = tiny.encode_stream(y, 720, upstream_cache=True, upstream_last_frame=True)
+    assert torch.equal(dropped.ids, tiny.encode_stream(y, 720, upstream_cache=True).ids[..., :39])
+    one = tiny.encode_stream(short[..., :2300], 2400, upstream_cache=True, upstream_last_frame=True)
+    assert torch.equal(one.ids, tiny.encode(short[..., :2300], upstream_last_frame=True).ids)
+    with pytest.raises(ValueError, match="does not fit"):
+        tiny.encode_stream(x, 4800, upstream_cache=True)  # longer than the 0.1 s window, as upstream refuses

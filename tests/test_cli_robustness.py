@@ -200,3 +200,16 @@ def test_an_unwritable_output_and_a_closed_pipe_are_not_tracebacks(tmp_path: Pat
         check=False,
     )
     assert piped.stdout == "{\n" and "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_resize_option_reaches_prepare(setup, capsys) -> None:
+    big = setup["tmp"] / "big"
+    write_image(big / "wide.png", torch.rand(3, 90, 140))
+    assert run(capsys, "encode", setup["a"], big, "-o", setup["tmp"] / "adm")[0] == 0
+    assert run(capsys, "encode", setup["a"], big, "-o", setup["tmp"] / "bic", "--resize", "bicubic")[0] == 0
+    adm = Tokens.load(setup["tmp"] / "adm" / "wide.tokens.safetensors")
+    bic = Tokens.load(setup["tmp"] / "bic" / "wide.tokens.safetensors")
+    model = zoo.load(setup["a"])
+    x = zoo.io.read_image(big / "wide.png")
+    assert torch.equal(adm.ids, model.encode(model.prepare(x)).ids)
+    assert torch.equal(bic.ids, model.encode(model.prepare(x, resize="bicubic")).ids)

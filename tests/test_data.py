@@ -312,6 +312,104 @@ def test_eeg_windows_per_channel_multichannel_and_normalisation(tmp_path: Path) 
     )
     overlap = EEGWindows(tmp_path / "a.edf", 128, 2.0, stride_seconds=1.0, per_channel=False)
     assert len(overlap) == 19 and torch.equal(overlap[1][:, :128], overlap[0][:, 128:])
+    windowed = EEGWindows(
+        tmp_path / "a.edf", 128, 2.0, per_channel=False, normalise="percentile95", normalise_per_window=True
+    )
+    for item in (windowed[0], windowed[4]):  # TFM-Tokenizer: every window scaled by its own percentile
+        torch.testing.assert_close(item.abs().quantile(0.95, dim=1), torch.ones(3), atol=1e-6, rtol=1e-6)
+
+
+def test_mne_default_fir_designs_have_mnes_lengths_and_responses() -> None:
+    """The band-pass 0.1-75 Hz and 50 Hz notch of TFM-Tokenizer's data scripts, as MNE designs them: MNE
+    logs 8449 taps (33.004 s) and 1691 taps (6.605 s) at 256 Hz; zero phase; Hamming's ~53 dB stop band."""
+    from scipy.signal import freqz
+
+    from zoo.io.eeg import fir_kernel, notch_kernel
+
+    band, notch = fir_kernel(256.0, 0.1, 75.0), notch_kernel(256.0, 50.0)
+    assert (len(band), len(notch)) == (8449, 1691)
+    assert len(fir_kernel(128.0, 0.1, None)) == 4225 and fir_kernel(256.0, None, None) is None
+    for h in (band, notch):
+        np.testing.assert_allclose(h, h[::-1], atol=1e-15)  # symmetric: linear (zero after centring) phase
+
+    def gain(h: np.ndarray, hz: list[float]) -> np.ndarray:
+        return np.abs(freqz(h, worN=np.asarray(hz), fs=256.0)[1])
+
+    assert abs(band.sum()) < 1e-12  # no DC at all: constant offsets vanish
+    np.testing.assert_allclose(gain(band, [1.0, 10.0, 30.0, 60.0, 74.0]), 1.0, atol=0.01)
+    # MNE's log: -6 dB cutoffs at 0.05 and 84.38 Hz (the middle of each transition band)
+    np.testing.assert_allclose(gain(band, [0.05, 84.375]), 0.5, atol=0.01)
+    assert gain(band, [100.0, 120.0]).max() < 0.003
+    assert gain(notch, [50.0])[0] < 0.003 and abs(notch.sum() - 1) < 1e-12
+    np.testing.assert_allclose(gain(notch, [10.0, 45.0, 55.0, 60.0]), 1.0, atol=0.01)
+    with pytest.raises(ValueError, match="Nyquist"):
+        notch_kernel(100.0, 50.0)
+
+
+def test_fir_filtering_is_a_reflect_padded_linear_convolution() -> None:
+    """``apply_fir`` equals a plain convolution of the odd-reflection padded signal (what MNE's overlap-add
+    computes), also for a signal shorter than the filter (zeros beyond one reflection)."""
+    from zoo.io.eeg import apply_fir, fir_kernel
+
+    rng = np.random.default_rng(0)
+    h = fir_kernel(128.0, 0.5, 30.0)
+    for n in (5000, 300):
+        x = rng.standard_normal((2, n)) * 20 + 300
+        edge = min(len(h), n) - 1
+        reflect = min(edge, n - 1)
+        padded = np.pad(x, ((0, 0), (reflect, reflect)), mode="reflect", reflect_type="odd")
+        padded = np.pad(padded, ((0, 0), (edge - reflect, edge - reflect)))
+        full = np.stack([np.convolve(row, h) for row in padded])
+        start = (len(h) - 1) // 2 + edge
+        np.testing.assert_allclose(apply_fir(x, h), full[:, start : start + n], atol=1e-9)
+    x = rng.standard_normal((1, 5000)) * 20
+    np.testing.assert_allclose(apply_fir(x + 500.0, h), apply_fir(x, h), atol=1e-9)  # DC removed
+
+
+def test_fft_resampling_and_per_block_resampling() -> None:
+    """MNE-style FFT resampling is scipy.signal.resample of the signal odd-reflection padded to a power of
+    two (MNE's npad="auto"), trimmed back; the per-block resampling is scipy's of each block on its own."""
+    from scipy.signal import resample as scipy_resample
+
+    from zoo.io.eeg import blockwise_resample, fft_resample
+
+    t = np.arange(2500) / 250.0
+    x = np.sin(2 * np.pi * 7.0 * t)[None] + 0.1 * np.random.default_rng(0).standard_normal((1, 2500))
+    y = fft_resample(x, 250.0, 256.0)
+    assert y.shape == (1, 2560)
+    pad = (4096 - 2500) // 2  # 2500 + 2 * min(2500 // 8, 100) rounds up to 4096
+    padded = np.pad(x, ((0, 0), (pad, pad)), mode="reflect", reflect_type="odd")
+    reference = scipy_resample(padded, round(4096 * 256 / 250), axis=-1)
+    cut = round(pad * 256 / 250)
+    np.testing.assert_allclose(y, reference[:, cut : cut + 2560], atol=1e-10)
+    tone = np.sin(2 * np.pi * 7.0 * np.arange(2560) / 256.0)
+    assert np.abs(y - tone).mean() < 0.1  # still the 7 Hz tone (plus the noise)
+    assert fft_resample(x, 250.0, 250.0) is x  # equal rates: untouched, as MNE
+    z = np.random.default_rng(1).standard_normal((3, 2 * 1280 + 300))
+    out = blockwise_resample(z, 1280, 1000)
+    assert out.shape == (3, 2000 + round(300 * 1000 / 1280))
+    np.testing.assert_allclose(out[:, 1000:2000], scipy_resample(z[:, 1280:2560], 1000, axis=-1))
+    np.testing.assert_allclose(out[:, 2000:], scipy_resample(z[:, 2560:], 234, axis=-1))
+
+
+def test_channel_statistics_follow_upstream_formulas() -> None:
+    """percentile95: 95th percentile of |x| (linear) + 1e-8 (TFM-Tokenizer's loaders); median_iqr: float32
+    median and IQR of the median-subtracted signal + 1e-6 (BioCodec's ch2file.py)."""
+    from scipy.stats import iqr
+
+    from zoo.io.eeg import channel_statistics
+
+    x = torch.randn(2, 3, 997, generator=torch.Generator().manual_seed(0)) * 30 + 7
+    offset, gain = channel_statistics(x, "percentile95")
+    expected = np.quantile(np.abs(x.double().numpy()), 0.95, axis=-1) + 1e-8
+    assert torch.equal(offset, torch.zeros(2, 3)) and np.allclose(gain.numpy(), expected, rtol=1e-7)
+    offset, gain = channel_statistics(x, "median_iqr")
+    x32 = x.numpy()
+    median = np.median(x32, axis=-1, keepdims=True)
+    assert np.array_equal(offset.numpy(), median[..., 0])
+    assert np.array_equal(gain.numpy(), iqr(x32 - median, axis=-1) + np.float32(1e-6))
+    _, flat = channel_statistics(torch.zeros(1, 50), "percentile95", eps=0.5)
+    assert flat.item() == 0.5
 
 
 def test_eeg_several_recordings_split_by_file_and_channel_counts(tmp_path: Path) -> None:

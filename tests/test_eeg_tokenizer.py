@@ -102,6 +102,48 @@ def test_batch_equals_single_items_and_files_round_trip(tmp_path) -> None:
     assert torch.equal(model.decode(loaded), model.decode(batch))
 
 
+def test_drop_partial_keeps_whole_windows_with_whole_recording_statistics() -> None:
+    """Upstream data scripts keep whole windows only; the per-recording statistics still see every sample."""
+    model = HoldQuantizer().eval()
+    x = _blocky(1, 2, 173, seed=2)
+    full, whole = model.encode(x), model.encode(x, drop_partial=True)
+    assert (full.grid[1], whole.grid[1]) == (4, 3) and whole.meta["num_samples"] == 150
+    assert torch.equal(whole.ids, full.ids[..., :3, :])
+    torch.testing.assert_close(whole.side["gain"], full.side["gain"])
+    assert model.decode(whole).shape == (1, 2, 150)
+    with pytest.raises(ValueError, match="whole window"):
+        model.encode(x[..., :40], drop_partial=True)
+
+
+def test_windows_go_through_the_model_in_bounded_chunks() -> None:
+    """Memory stays flat in the recording's length: at most ``window_batch`` windows per model call."""
+    model = HoldQuantizer().eval()
+    x = _blocky(2, 3, 517, seed=3)
+    reference = model.encode(x)
+    sizes: list[int] = []
+    encode_windows = model.encode_windows
+    model.encode_windows = lambda w: sizes.append(len(w)) or encode_windows(w)  # type: ignore[method-assign]
+    model.window_batch = 4
+    chunked = model.encode(x)
+    assert torch.equal(chunked.ids, reference.ids) and max(sizes) == 4 and sum(sizes) == 2 * 3 * 11
+    torch.testing.assert_close(model.decode(chunked), model.decode(reference))
+
+
+def test_per_window_normalisation_round_trips_in_the_inputs_units() -> None:
+    """With ``normalise_windows`` each window carries its own offset and gain, undone before blending."""
+    model = HoldQuantizer(residual=True).eval()
+    model.normalise_windows = True
+    x = _blocky(2, 3, 200, seed=4) * torch.tensor([1.0, 1.0, 30.0, 30.0]).repeat_interleave(50)
+    tokens = model.encode(x, overlap=0.5)
+    assert tokens.side["gain"].shape == (2, 3, tokens.grid[1])
+    windows = model.to_windows(x, 25)
+    torch.testing.assert_close(tokens.side["offset"], windows.double().mean(-1).float())
+    out = model.decode(tokens)
+    assert out.shape == x.shape and bool(((out - x).abs() <= 0.06 * x.abs().amax(-1, keepdim=True)).all())
+    for i in range(2):
+        assert model.encode(x[i : i + 1], overlap=0.5).equal(tokens[i])
+
+
 def test_bad_tensors_and_tokens_are_rejected() -> None:
     model = HoldQuantizer()
     with pytest.raises(ValueError, match=r"expected EEG \[B, C, T\]"):

@@ -813,7 +813,7 @@ def test_npy_needs_sample_rate(tmp_path):
     p = tmp_path / "x.npy"
     arr = np.random.default_rng(3).normal(size=(4, 500)).astype(np.float32)
     np.save(p, arr)
-    with pytest.raises(MediaError, match="sample_rate= is needed"):
+    with pytest.raises(MediaError, match="stores no sample rate; give it"):
         read_eeg(p)
     rec = read_eeg(p, sample_rate=250)
     assert rec.sample_rate == 250 and rec.channel_names == ["ch0", "ch1", "ch2", "ch3"]

@@ -276,3 +276,42 @@ def test_hub_round_trip(trained, photos, hub) -> None:
         tokens.lengths, trained.encode(photos).lengths
     )
     torch.testing.assert_close(again.decode(tokens), trained.decode(tokens))
+
+
+def test_prepare_equals_upstream_demo_transform(tmp_path) -> None:
+    """KARL's demo and evaluate.py read a photo with torchvision's ``Resize(S, BICUBIC, antialias=True)``
+    + ``CenterCrop(S)`` + ``ToTensor`` on the PIL image: the zoo's reader + ``prepare`` must give exactly that
+    tensor on 8-bit files (the ADM crop and torch's bicubic both differ: other sizes, rounding, offsets)."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    from zoo.io import read_media
+
+    model = zoo.create("karl_tiny")
+    size = model.resolution
+    reference = transforms.Compose(
+        [
+            transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC, antialias=True),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+        ]
+    )
+    gen = np.random.default_rng(0)
+    # wide and tall, reduced and enlarged, odd crops (torchvision truncates the long side, rounds the offset)
+    for h, w in ((75, 131), (130, 47), (21, 29), (64, 99)):
+        yy, xx = np.mgrid[0:h, 0:w]
+        array = np.stack([xx * 255 / w, yy * 255 / h, ((xx * 3 + yy) % 29) * 8.0], -1)
+        array = np.clip(array + gen.normal(0, 25, array.shape), 0, 255).astype(np.uint8)
+        file = tmp_path / f"photo_{h}x{w}.png"
+        Image.fromarray(array).save(file)
+        wanted = reference(Image.open(file).convert("RGB"))
+        ours = model.prepare(read_media(file, modality="image"))
+        assert ours.shape == (1, 3, size, size)
+        assert torch.equal(ours[0], wanted), f"{h}x{w}: max diff {(ours[0] - wanted).abs().max():.4f}"
+    # the other crops stay selectable, and differ
+    file = tmp_path / "photo_75x131.png"
+    adm = model.prepare(read_media(file, modality="image"), resize="adm")
+    assert adm.shape == (1, 3, size, size) and not torch.equal(
+        adm[0], reference(Image.open(file).convert("RGB"))
+    )

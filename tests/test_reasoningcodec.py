@@ -370,3 +370,76 @@ def test_pretrained_teacher_adapters_load_local_folders(tmp_path) -> None:
     assert set(model.teachers) == {"whisper", "phone", "ssl"}
     assert tokens.ids.shape == (1, 4, 5) and tokens.side["reasoning"].shape == (1, 2, 2)
     assert all(not k.startswith(("encoder.", "model.")) for k in model.state_dict())
+
+
+def test_padding_follows_upstream_wave_pad(tiny) -> None:
+    """Upstream's ``wave_pad`` pads to a multiple of 9,600 samples (0.4 s); attention is global, so padding to
+    more (the zoo once padded to 19,200) changes ids."""
+    assert tiny.pad_multiple == 9600 and not tiny.encode_repeat
+    assert tiny._pad(torch.zeros(1, 1, 5000)).shape[-1] == 9600
+    assert tiny._pad(torch.zeros(1, 1, 9601)).shape[-1] == 19200
+    assert tiny._pad(torch.zeros(1, 1, 9600)).shape[-1] == 9600
+    torch.manual_seed(1)
+    x = torch.randn(1, 1, 5000) * 0.1
+    tokens = tiny.encode(x)
+    with torch.no_grad():
+        enc = tiny._encode(torch.nn.functional.pad(x, (0, 4600)))
+    assert torch.equal(tokens.ids, tiny._rec_ids(enc)[..., :3])
+    assert torch.equal(tokens.side["reasoning"], enc["reasoning"].ids[..., :2])
+
+
+def test_encode_repeats_the_clip_into_30s_windows_as_upstream_tokenize(tiny) -> None:
+    """Upstream's official ``tokenize`` doubles a clip until it fills 30 s + 240 samples, cuts windows of that
+    size from it doubled once more, encodes each and concatenates their tokens; the paper size does this."""
+    with torch.device("meta"):
+        paper = zoo.create("reasoningcodec")
+    assert paper.encode_repeat and (paper.encode_window, paper.encode_overhang, paper.encode_batch) == (
+        720000,
+        240,
+        6,
+    )
+    model = zoo.create("reasoningcodec_tiny", encode_repeat=True, encode_window=19200).eval()
+    model.load_state_dict(tiny.state_dict())
+    torch.manual_seed(2)
+    short = torch.randn(1, 1, 5000) * 0.1
+    # 5000 -> 10000 -> 20000 samples (>= 19440), 2 windows cut from 40000: eight copies of the clip
+    windows = short.repeat(1, 1, 8)[..., : 2 * 19440].reshape(2, 1, 19440)
+    assert torch.equal(model.repeat_windows(short), windows)
+    long = torch.randn(1, 1, 30000) * 0.1
+    expected = torch.cat([long, long], -1)[..., : 2 * 19440].reshape(2, 1, 19440)  # wraps round to the start
+    assert torch.equal(model.repeat_windows(long), expected)
+    for x, wins in ((short, windows), (long, expected)):
+        tokens = model.encode(x)
+        with torch.no_grad():
+            enc = model._encode(wins)
+        rec = model._rec_ids(enc).permute(1, 0, 2).reshape(1, 4, -1)  # windows follow each other in time
+        reasoning = enc["reasoning"].ids.permute(1, 0, 2).reshape(1, 2, -1)
+        assert rec.shape[-1] == 2 * (19440 // 1920)
+        assert torch.equal(tokens.ids, rec[..., : -(-x.shape[-1] // 1920)])
+        assert torch.equal(tokens.side["reasoning"], reasoning[..., : -(-x.shape[-1] // 4800)])
+
+
+def test_load_upstream_uses_a_local_sqcodec_offline(tmp_path, monkeypatch, tiny) -> None:
+    """A local ``sqcodec.pth`` (or SQ-Codec model) is used as is: nothing is downloaded; without one, the error
+    names the missing file."""
+    import zoo.hub
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(zoo.hub, "download", offline)
+    ckpt = tmp_path / "ReasoningCodec.checkpoint"
+    torch.save({"model": _tiny_upstream()}, ckpt)
+    sq_file = tmp_path / "sqcodec.pth"
+    torch.save({"codec_model": tiny.sqcodec.state_dict()}, sq_file)
+    model = zoo.load_upstream(
+        "reasoningcodec.uniaudio2", ckpt, arch="reasoningcodec_tiny", sqcodec_pretrained=str(sq_file)
+    )
+    for key, value in tiny.sqcodec.state_dict().items():
+        assert torch.equal(model.sqcodec.state_dict()[key], value)
+    # the weights travel in the model's own state dict: a saved model does not point at the file
+    assert model.config["sqcodec_pretrained"] is None
+    with pytest.raises(FileNotFoundError, match=r"sqcodec\.pth.*sqcodec_pretrained"):
+        zoo.load_upstream("reasoningcodec.uniaudio2", ckpt, arch="reasoningcodec_tiny")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        zoo.create("reasoningcodec_tiny", sqcodec_pretrained=str(tmp_path / "missing.pth"))

@@ -224,6 +224,27 @@ def test_converter_loads_a_small_upstream_state_dict_strictly() -> None:
     load_weights(bare, convert_restok(upstream, bare), "small upstream, no teacher")
 
 
+def test_converter_loads_an_inference_config_checkpoint_without_teacher_tensors(tmp_path) -> None:
+    """Upstream's ``configs/infer`` turns feature supervision off, so its checkpoints lack the three
+    teacher-only tensors: the converter makes the model ``teacher_dim=0`` instead of refusing the file."""
+    upstream = random_state_dict(restok_shapes(**SMALL_UPSTREAM))
+    for key in ("vf_proj.weight", "vf_proj_dec.weight", "decoder.feat_mask_token"):
+        del upstream[key]
+    model = zoo.create("restok", **SMALL)
+    assert model.vf_proj is not None
+    load_weights(model, convert_restok({f"_orig_mod.{k}": v for k, v in upstream.items()}, model), "infer")
+    assert model.vf_proj is None and model.vf_proj_dec is None and model.decoder.feat_mask_token is None
+    assert model.config["teacher_dim"] == 0 and not model.aligning
+    model.save_pretrained(tmp_path / "saved")  # the saved config rebuilds the same (teacher-free) model
+    assert zoo.load(tmp_path / "saved").vf_proj is None
+    # only a checkpoint lacking all three is an inference one; one missing tensor is still reported
+    partial = random_state_dict(restok_shapes(**SMALL_UPSTREAM))
+    del partial["vf_proj.weight"]
+    model = zoo.create("restok", **SMALL)
+    with pytest.raises(CheckpointError, match=r"missing keys: vf_proj\.weight"):
+        load_weights(model, convert_restok(partial, model), "partial")
+
+
 def test_converter_reports_a_foreign_layout() -> None:
     upstream = random_state_dict(restok_shapes(**SMALL_UPSTREAM))
     upstream["encoder.extra.weight"] = torch.zeros(1)

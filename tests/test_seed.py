@@ -244,6 +244,41 @@ def test_prepare_stretches_without_cropping() -> None:
         model.encode(torch.rand(1, 3, 64, 64))
 
 
+def test_prepare_equals_upstream_processor_on_8bit_images(tmp_path: Path) -> None:
+    """SEED's processor is torchvision's ``Resize((S, S), BICUBIC)`` on the PIL image, then ``ToTensor``:
+    on an 8-bit file the zoo's reader + ``prepare`` must give that tensor exactly (torch's antialiased
+    bicubic is up to several 8-bit steps away and flipped ids)."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    from zoo.io import read_media
+
+    model = zoo.create("seed_tiny")
+    size = model.resolution
+    gen = np.random.default_rng(0)
+    # smooth gradients plus noise and hard edges: both enlarging and reducing, odd sizes
+    for shape in ((77, 129), (19, 23), (250, 61)):
+        h, w = shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        array = np.stack([(xx * 255 / w), (yy * 255 / h), ((xx + yy) % 37) * 7.0], -1)
+        array = np.clip(array + gen.normal(0, 20, array.shape), 0, 255).astype(np.uint8)
+        file = tmp_path / f"photo_{h}x{w}.png"
+        Image.fromarray(array).save(file)
+        reference = transforms.Compose(
+            [
+                transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.ToTensor(),
+            ]
+        )(Image.open(file).convert("RGB"))
+        ours = model.prepare(read_media(file, modality="image"))
+        assert ours.shape == (1, 3, size, size)
+        assert torch.equal(ours[0], reference), f"{shape}: max diff {(ours[0] - reference).abs().max():.4f}"
+    # a 16-bit image keeps its precision (torch's bicubic, not PIL on values cut to 8 bits)
+    deep = torch.rand(3, 40, 50)
+    assert model.prepare(deep).shape == (1, 3, size, size)
+
+
 def test_stage_two_losses_gradients_and_frozen_qformer(photos) -> None:
     torch.manual_seed(0)
     model = zoo.create("seed_tiny", train_qformer=False).train()  # upstream's stage 2: Q-Former frozen

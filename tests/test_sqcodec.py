@@ -159,3 +159,25 @@ def test_paper_layout_converts_onto_the_paper_model() -> None:
     expected = {k: s for k, s in shapes.items() if not k.endswith(("weight_g", "weight_v"))}
     expected.update({k: shapes[f"{k}_v"] for k in gains})
     assert ours == expected
+
+
+def test_decoding_rounds_without_clamping_as_upstream(tiny) -> None:
+    """Upstream's ``ScalarModel.decode`` rounds ``9 z`` and never clamps: a generated latent of 1.5 decodes as
+    14 / 9, not as 1. ``clamp_latents=True`` keeps the old guard."""
+    z = torch.linspace(-1.6, 1.6, 5 * tiny.latent_dim).reshape(1, tiny.latent_dim, 5)
+
+    def reference(model: SQCodec, latents: torch.Tensor) -> torch.Tensor:  # decoder on rounded latents
+        x = torch.round(latents * 9) / 9
+        for layer in model.decoder:
+            x = layer(x)
+        return x
+
+    with torch.no_grad():
+        torch.testing.assert_close(tiny.decode_latents(z), reference(tiny, z), rtol=0, atol=0)
+        assert not torch.allclose(tiny.decode_latents(z), reference(tiny, z.clamp(-1, 1)))
+        clamped = zoo.create("sqcodec_tiny", clamp_latents=True).eval()
+        clamped.load_state_dict(tiny.state_dict())
+        torch.testing.assert_close(clamped.decode_latents(z), reference(tiny, z.clamp(-1, 1)), rtol=0, atol=0)
+    # ids stay inside the 19-value vocabulary whatever the latents
+    ids = tiny.ids_from_latents(z)
+    assert int(ids.min()) == 0 and int(ids.max()) == 18

@@ -3,6 +3,9 @@ batching, gradients, training, save/load, Hub, the upstream converters and maske
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import pytest
 import torch
 from tfm_layout import parameter_count, tfm_classifier_shapes, tfm_tokenizer_shapes
@@ -17,7 +20,7 @@ from tokenizer_checks import (
 import zoo
 from zoo.errors import HubError
 from zoo.hub import load_weights
-from zoo.io import read_eeg
+from zoo.io import EEGRecording, read_eeg
 from zoo.models.eeg import TFMEncoder, convert_tfm_encoder
 from zoo.models.eeg.tfm_tokenizer import (
     complementary_masks,
@@ -94,13 +97,84 @@ def test_stft_is_one_second_hann_magnitude_without_centring(tiny) -> None:
     torch.testing.assert_close(spec, direct.abs()[:, :100])
 
 
-def test_encode_divides_each_channel_by_its_95th_percentile(tiny, windows) -> None:
-    x = torch.stack([3 * windows[0, 0], 0.01 * windows[1, 0]])[None]
+def test_encode_normalises_each_window_by_its_own_percentile(tiny, windows) -> None:
+    """Upstream's loaders divide every stored window (per channel) by quantile(|x|, 0.95) + 1e-8."""
+    x = torch.stack([windows[0:3, 0].reshape(-1) * torch.tensor([3.0, 40.0, 0.5]).repeat_interleave(1000)])
+    x = torch.stack([x[0], 0.01 * windows[3:6, 0].reshape(-1)])[None]  # [1, 2, 3000]: 2 channels, 3 windows
     tokens = tiny.encode(x)
-    expected = torch.quantile(x[0].abs(), 0.95, dim=-1, interpolation="linear")
-    torch.testing.assert_close(tokens.side["gain"][0], expected)
-    assert torch.equal(tokens.side["offset"], torch.zeros(1, 2))
-    assert torch.equal(tokens.ids[0, 0], tiny.encode(x[:, :1] / 3).ids[0, 0])  # scale-free
+    expected = np.quantile(np.abs(x.double().numpy()).reshape(1, 2, 3, 1000), 0.95, axis=-1) + 1e-8
+    assert tokens.side["gain"].shape == (1, 2, 3) and torch.equal(tokens.side["offset"], torch.zeros(1, 2, 3))
+    np.testing.assert_allclose(tokens.side["gain"].double().numpy(), expected, rtol=1e-6)
+    louder = x.clone()
+    louder[..., 1000:2000] *= 250.0  # one window 250 times louder: no id anywhere changes
+    loud_tokens = tiny.encode(louder)
+    assert torch.equal(loud_tokens.ids, tokens.ids)
+    # decoding restores each window's own scale
+    spec, loud = tiny.decode_spectrogram(tokens), tiny.decode_spectrogram(loud_tokens)
+    torch.testing.assert_close(loud[:, :, 1], 250 * spec[:, :, 1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(loud[:, :, [0, 2]], spec[:, :, [0, 2]])
+    assert tiny.decode(tokens).shape == x.shape
+
+
+def test_tags_set_window_length_and_preprocessing(tmp_path) -> None:
+    """TUAB and CHB-MIT tokenizers work on 10 s windows, CHB-MIT's script filters nothing, TUAB's stores
+    volts (so its 1e-8 guard is 0.01 uV); the caller's own arguments still win."""
+    from zoo._registry import get_pretrained_cfg
+
+    file = tmp_path / "tfm_tokenizer_last.pth"
+    torch.save(random_state_dict(tfm_tokenizer_shapes(**TINY_UPSTREAM)), file)
+    load = functools.partial(zoo.load_upstream, path=file, arch="tfm_tokenizer_tiny")
+    tuev, tuab, chbmit = (load(f"tfm_tokenizer.{t}") for t in ("tuev", "tuab", "chbmit"))
+    assert (tuev.window_samples, tuab.window_samples, chbmit.window_samples) == (1000, 2000, 2000)
+    assert (tuev.highpass, tuev.lowpass, tuev.notch, tuev.preprocess_rate) == (0.1, 75.0, 50.0, 256.0)
+    assert (chbmit.highpass, chbmit.lowpass, chbmit.notch) == (None, None, None)
+    assert tuab.norm_eps == 1e-2 and tuev.norm_eps == 1e-8 and tuab.frames_per_window == 19
+    assert tuab.config["window_samples"] == 2000  # saved with the model, so zoo.load(dir) keeps it
+    assert get_pretrained_cfg("tfm_tokenizer.multi_dataset")[1].model_args == {}
+    mine = load("tfm_tokenizer.tuab", window_samples=1000, notch=60.0)
+    assert (mine.window_samples, mine.notch) == (1000, 60.0)
+    for tag in ("multi_dataset", "tuev", "tuab", "chbmit"):
+        assert "@ d716ab9" in get_pretrained_cfg(f"tfm_tokenizer.{tag}")[1].upstream
+
+
+def test_prepare_filters_resamples_to_256_then_each_window_to_200() -> None:
+    """Upstream's TUAB/TUEV scripts: band-pass 0.1-75 Hz and 50 Hz notch at the recording's rate, 256 Hz;
+    its loaders: every 5 s (1280-sample) window resampled to 1000 samples on its own."""
+    from scipy.signal import resample
+
+    torch.manual_seed(0)
+    t = torch.arange(256 * 40) / 256.0
+    tones = {
+        5.0: 30.0,
+        12.0: 20.0,
+        50.0: 40.0,
+        95.0: 25.0,
+    }  # Hz: microvolts (95: past the 93.75 Hz stop edge)
+    signal = sum(a * torch.sin(2 * torch.pi * f * t) for f, a in tones.items()) + 500.0
+    rec = EEGRecording(torch.stack([signal, 0.5 * signal]), 256.0, ["C3", "C4"])
+    unfiltered = zoo.create("tfm_tokenizer_tiny", highpass=None, lowpass=None, notch=None).prepare(rec)
+    blocks = rec.data.double().numpy().reshape(2, 8, 1280)
+    expected = resample(blocks, 1000, axis=-1).reshape(2, 8000)
+    np.testing.assert_allclose(unfiltered[0].double().numpy(), expected, atol=1e-3)
+    x = zoo.create("tfm_tokenizer_tiny").prepare(rec)[0, 0, 2000:6000].double()  # 20 s away from the ends
+    spectrum = torch.fft.rfft(x).abs() * 2 / len(x)  # amplitudes at 0.05 Hz resolution (200 Hz, 20 s)
+    amplitude = {f: float(spectrum[round(f * 20)]) for f in tones}
+    assert abs(amplitude[5.0] / 30.0 - 1) < 0.02 and abs(amplitude[12.0] / 20.0 - 1) < 0.02  # pass band
+    assert amplitude[50.0] < 40.0 * 0.01 and amplitude[95.0] < 25.0 * 0.01  # notch and low-pass
+    no_offset = EEGRecording(rec.data - 500.0 * torch.tensor([[1.0], [0.5]]), 256.0, ["C3", "C4"])
+    reference = zoo.create("tfm_tokenizer_tiny").prepare(no_offset)[0, 0, 2000:6000].double()
+    assert (x - reference).abs().max() < 1e-3  # the 500 uV offset is gone
+    tokens = zoo.create("tfm_tokenizer_tiny").encode(x[None, None].float(), drop_partial=True)
+    assert tokens.grid[1] == 4
+
+
+def test_a_dc_offset_changes_no_id(tiny, recording) -> None:
+    """The 0.1 Hz high-pass removes any constant offset before the per-window normalisation."""
+    rec = recording.pick(recording.channel_names[:6])
+    shifted = EEGRecording(rec.data + 500.0, rec.sample_rate, rec.channel_names)
+    x, y = tiny.prepare(rec), tiny.prepare(shifted)
+    assert (x - y).abs().max() < 1e-3
+    assert torch.equal(tiny.encode(x).ids, tiny.encode(y).ids)
 
 
 def test_masks_are_complementary_band_structured_and_shared_across_the_batch() -> None:

@@ -136,3 +136,35 @@ def test_training_forward_reports_ptq_usage(photos) -> None:
     model = zoo.create("tokenbridge_tiny").train()
     out = model(photos)
     assert out.ids.shape == (4, 4, 8, 8) and "ptq/usage" in out.stats and "vq/kl" in out.losses
+
+
+def test_prepare_is_reconstruction_py_centre_crop(tmp_path: Path) -> None:
+    """reconstruction.py's ``CenterCropTransform``: PIL box halving while the short side is at least twice
+    the target, PIL bicubic to ``round(side * scale)``, centre square at ``(size - S) // 2``, ``ToTensor``;
+    computed here with PIL alone, it must equal the zoo's reader + ``prepare`` on 8-bit files."""
+    import numpy as np
+    from PIL import Image
+
+    def center_crop_transform(image: Image.Image, size: int) -> torch.Tensor:
+        while min(image.size) >= 2 * size:
+            image = image.resize(tuple(s // 2 for s in image.size), resample=Image.BOX)
+        scale = size / min(image.size)
+        image = image.resize(tuple(round(s * scale) for s in image.size), resample=Image.BICUBIC)
+        array = np.asarray(image)
+        top, left = (array.shape[0] - size) // 2, (array.shape[1] - size) // 2
+        crop = array[top : top + size, left : left + size]
+        return torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255
+
+    model = zoo.create("tokenbridge_tiny")
+    assert model.resize == "adm"
+    size = model.resolution
+    gen = np.random.default_rng(0)
+    for h, w in ((150, 77), (40, 90), (33, 33)):  # halving once, enlarging, square
+        yy, xx = np.mgrid[0:h, 0:w]
+        array = np.stack([xx * 255 / w, yy * 255 / h, ((xx + 2 * yy) % 23) * 11.0], -1)
+        array = np.clip(array + gen.normal(0, 20, array.shape), 0, 255).astype(np.uint8)
+        file = tmp_path / f"photo_{h}x{w}.png"
+        Image.fromarray(array).save(file)
+        wanted = center_crop_transform(Image.open(file).convert("RGB"), size)
+        ours = model.prepare(read_image(file))
+        assert torch.equal(ours[0], wanted), f"{h}x{w}: max diff {(ours[0] - wanted).abs().max():.4f}"

@@ -118,3 +118,28 @@ def test_an_out_of_range_id_is_named_with_the_codebook_size() -> None:
     tokens.ids[0, 2, 3] = -1
     with pytest.raises(ValueError, match="-1 is padding"):
         model.decode(tokens)
+
+
+@pytest.mark.parametrize("arch", ["biocodec_tiny", "tfm_tokenizer_tiny"])
+def test_eeg_tokens_without_their_gains_are_refused(arch: str) -> None:
+    model = zoo.create(arch).eval()
+    tokens = model.encode(torch.randn(1, 2, model.window_samples) * 30)
+    assert model.decode(tokens).shape == (1, 2, model.window_samples)
+    stripped = Tokens(
+        ids=tokens.ids,
+        grid=tokens.grid,
+        codebook_sizes=tokens.codebook_sizes,
+        meta=tokens.meta,
+        side={"offset": tokens.side["offset"]},
+    )
+    with pytest.raises(ValueError, match="carry no 'gain'"):
+        model.decode(stripped)
+    negative = Tokens(
+        ids=tokens.ids,
+        grid=tokens.grid,
+        codebook_sizes=tokens.codebook_sizes,
+        meta=tokens.meta,
+        side={"offset": tokens.side["offset"], "gain": -tokens.side["gain"]},
+    )
+    with pytest.raises(ValueError, match="must be positive"):
+        model.decode(negative)

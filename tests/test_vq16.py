@@ -136,3 +136,19 @@ def test_converter_reports_a_foreign_layout() -> None:
     del upstream["encoder.mid.1.k.weight"]
     with pytest.raises(KeyError, match="lacks"):
         convert_llamagen(upstream, model)
+
+
+def test_tag_prefers_the_ema_weights_as_llamagen_reconstruction_does(tmp_path) -> None:
+    """LlamaGen's reconstruction scripts load ``"ema"`` when the file has it, else ``"model"``."""
+    _, cfg = zoo.get_pretrained_cfg("vq16.llamagen_in1k")
+    assert cfg.checkpoint_key == ("ema", "model")
+    raw = random_state_dict(llamagen_vq_shapes(**TINY_UPSTREAM))
+    ema = {k: v + 1 for k, v in raw.items()}
+    both, only_model = tmp_path / "both.pt", tmp_path / "model.pt"
+    torch.save({"model": raw, "ema": ema, "optimizer": {}}, both)
+    torch.save({"model": raw}, only_model)
+    kwargs = {"arch": "vq16_tiny", **UPSTREAM_QUANTIZER}
+    loaded = zoo.load_upstream("vq16.llamagen_in1k", both, **kwargs)
+    torch.testing.assert_close(loaded.quantizer.codebook, ema["quantize.embedding.weight"])
+    fallback = zoo.load_upstream("vq16.llamagen_in1k", only_model, **kwargs)
+    torch.testing.assert_close(fallback.quantizer.codebook, raw["quantize.embedding.weight"])

@@ -162,3 +162,64 @@ def test_paper_recipe_discriminators_combine_into_one(tmp_path) -> None:
     dac = d.discriminators[2](torch.randn(1, 1, 4800) * 0.1)
     assert len(out.logits) == len(out.features) == 5 + 3 + len(dac.logits)
     assert out.loss_names() == [None] * 8 + ["least_squares"] * len(dac.logits)
+
+
+def _encodec_reference(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """EnCodec's SEANet forward written out here: every conv reflect-pads its own input by
+    ``kernel - stride`` (the larger half on the left) plus, on the right, what its last window lacks."""
+    from torch.nn import functional as F
+
+    from zoo.nn.audio import SamePadConv1d, _SEANetResBlock
+
+    if isinstance(module, torch.nn.Sequential):
+        for child in module:
+            x = _encodec_reference(child, x)
+        return x
+    if isinstance(module, _SEANetResBlock):
+        return _encodec_reference(module.shortcut, x) + _encodec_reference(module.block, x)
+    if isinstance(module, SamePadConv1d):
+        conv = module.conv
+        kernel, stride = (conv.kernel_size[0] - 1) * conv.dilation[0] + 1, conv.stride[0]
+        total = kernel - stride
+        frames = -(-(x.shape[-1] - kernel + total) // stride) + 1
+        extra = (frames - 1) * stride + kernel - total - x.shape[-1]
+        padded = F.pad(x, (total - total // 2, total // 2 + extra), mode="reflect")
+        return F.conv1d(padded, conv.weight, conv.bias, stride, dilation=conv.dilation)
+    return module(x)
+
+
+def test_clips_of_any_length_encode_as_upstream_without_zero_padding(tiny, speech) -> None:
+    """Fix 3 of issue 16: upstream's ``encode_infer`` feeds the clip itself to the SEANet encoder, whose
+    convs reflect-pad inside; zero-padding the clip to a whole hop first changed its last frames."""
+    torch.manual_seed(0)
+    with torch.no_grad():  # a codebook spread over the encoder's outputs, so ids depend on the latents
+        z = tiny.encoder(torch.randn(1, 1, 9600) * 0.1)[0].t()
+        tiny.quantizer.codebook.copy_(z[torch.randint(len(z), (64,))] + 0.3 * z.std(0) * torch.randn(64, 32))
+    x = tiny.prepare(speech["16k"])[..., :4000]
+    seen: list[int] = []
+    for length in (4000, 3999, 3985, 3970):  # hop 32: whole, and 31, 17, 2 samples into a frame
+        clip = x[..., :length]
+        hook = tiny.encoder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]))
+        tokens = tiny.encode(clip)
+        hook.remove()
+        assert seen.pop() == length and not seen  # the encoder sees the clip, not a zero-padded copy
+        with torch.no_grad():
+            reference = _encodec_reference(tiny.encoder.model, clip)
+            zero_padded = tiny.encoder(tiny.pad_to_hop(clip))
+        assert tokens.ids.shape == (1, -(-length // tiny.hop_length)) == reference.shape[::2]
+        torch.testing.assert_close(tiny.encoder(clip), reference, rtol=0, atol=1e-6)
+        assert torch.equal(tokens.ids, tiny.quantizer.encode(reference))
+        if length % tiny.hop_length:  # the old zero-padding gives other last frames
+            assert (zero_padded[..., -4:] - reference[..., -4:]).abs().max() > 1e-4
+        assert tiny.decode(tokens).shape == clip.shape
+
+
+def test_prepare_matches_upstreams_convert_audio(tiny, speech) -> None:
+    """Upstream's README reads with torchaudio, then ``convert_audio``: average the channels and
+    resample with ``torchaudio.transforms.Resample`` to 24 kHz."""
+    import torchaudio
+
+    wav, rate = speech["16k"]
+    stereo = torch.cat([wav, 0.5 * wav])
+    reference = torchaudio.transforms.Resample(rate, 24000)(stereo.mean(0, keepdim=True))
+    torch.testing.assert_close(tiny.prepare((stereo, rate))[0], reference, rtol=0, atol=1e-6)

@@ -231,8 +231,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     model = _load(args)
     if channels and model.modality != "eeg":
         raise ZooError(f"--channels picks EEG channels; {args.model} is a {model.modality} model")
-    if args.resolution is not None and model.modality != "image":
-        raise ZooError(f"--resolution sizes images; {args.model} is a {model.modality} model")
+    if (args.resolution is not None or args.resize) and model.modality != "image":
+        raise ZooError(f"--resolution and --resize size images; {args.model} is a {model.modality} model")
     if args.sample_rate is not None and (model.modality != "eeg" or args.sample_rate <= 0):
         raise ZooError(
             f"--sample-rate {args.sample_rate:g}: gives the positive rate of EEG arrays (.npy/.npz)"
@@ -246,6 +246,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if model.modality == "image":
         options["resolution"] = resolution
+        if args.resize:
+            import inspect
+
+            if "resize" not in inspect.signature(model.prepare).parameters:
+                raise ZooError(f"--resize: {args.model} has one fixed preprocessing (see its card)")
+            options["resize"] = args.resize
         reader = {"mode": "RGB" if model.in_channels == 3 else "L"}
     else:
         reader = {}
@@ -656,6 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "--resolution",
                 default=None,
                 help="image size after resize + centre crop (default: the model's), or 'native'",
+            )
+            p.add_argument(
+                "--resize",
+                choices=["adm", "bicubic"],
+                help="image resize before the centre crop (default: the model's upstream pipeline, see its card)",
             )
             p.add_argument("--channels", help="EEG: comma-separated channel names to keep, in that order")
             p.add_argument(

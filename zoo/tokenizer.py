@@ -113,9 +113,15 @@ class Tokenizer(ZooModel):
     def check_id_range(self, ids: torch.Tensor, *, allow_padding: bool = False) -> torch.Tensor:
         """``ids`` unchanged if every one is a code (or -1 with ``allow_padding``); a ValueError otherwise."""
         lowest = -1 if allow_padding else 0
-        if bool(((ids < lowest) | (ids >= self.codebook_sizes[0])).any()):
-            hint = "" if allow_padding else " (padding -1 cannot be decoded)"
-            raise ValueError(f"ids outside the codebook{hint}")
+        size = self.codebook_sizes[0]
+        bad = (ids < lowest) | (ids >= size)
+        if bool(bad.any()):
+            first = int(ids[bad].flatten()[0])
+            where = tuple(int(i) for i in bad.nonzero()[0])
+            hint = " (-1 is padding, which cannot be decoded)" if first == -1 else ""
+            raise ValueError(
+                f"{int(bad.sum())} id(s) outside the codebook of {size} codes, e.g. {first} at {where}{hint}"
+            )
         return ids
 
     def training_output(self, x: torch.Tensor, step: int) -> TokenizerOutput:
@@ -144,6 +150,10 @@ class ImageTokenizer(Tokenizer):
     resolution: int = 256
     in_channels: int = 3
     downsample: int = 16
+    # How ``prepare`` brings a photo to ``resolution``: "adm" (ADM's centre crop: box halving, PIL
+    # bicubic, centre square; what LlamaGen, MAR, ReTok and ResTok tokenize with) or "bicubic" (one
+    # antialiased float bicubic resize; the zoo's original behaviour). Each model sets its upstream's.
+    resize: str = "bicubic"
 
     @property
     def input_spec(self) -> dict[str, Any]:
@@ -183,16 +193,30 @@ class ImageTokenizer(Tokenizer):
         check_finite(x, "image")
 
     def prepare(
-        self, media: torch.Tensor, *, path: str | Path | None = None, resolution: int | None = 0
+        self,
+        media: torch.Tensor,
+        *,
+        path: str | Path | None = None,
+        resolution: int | None = 0,
+        resize: str | None = None,
     ) -> torch.Tensor:
-        """Resize the shorter side and centre-crop to ``resolution`` (default: the native one).
+        """Resize and centre-crop to a ``resolution`` square (default: the native one).
 
-        ``resolution=None`` keeps the size, cropping only to a multiple of the downsampling factor.
+        ``resize`` (default: the model's ``resize`` attribute) picks the filter: ``"adm"`` is ADM's
+        centre crop as upstream tokenization scripts run it (PIL box halving, PIL bicubic, centre
+        square), bit-identical to them for 8-bit images (what ``zoo.io.read_image`` returns);
+        ``"bicubic"`` is one antialiased float bicubic resize of the short side. ``resolution=None``
+        keeps the size, cropping only to a multiple of the downsampling factor.
         """
+        from .io.image import RESIZE_MODES, center_crop_adm, center_crop_bicubic
+
         if media.ndim != 3 or media.shape[0] != self.in_channels:
             raise MediaError(
                 path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}"
             )
+        mode = resize or self.resize
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
         x = media[None]
         if resolution is None:
             h, w = (s // self.downsample * self.downsample for s in x.shape[-2:])
@@ -205,15 +229,8 @@ class ImageTokenizer(Tokenizer):
         size = resolution or self.resolution
         if size % self.downsample:
             raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
-        h, w = x.shape[-2:]
-        scale = size / min(h, w)
-        if scale != 1:
-            new = (max(size, round(h * scale)), max(size, round(w * scale)))
-            x = F.interpolate(x, size=new, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(
-                0, 1
-            )
-        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-        return x[..., top : top + size, left : left + size]
+        crop = center_crop_adm if mode == "adm" else center_crop_bicubic
+        return crop(media, size)[None]
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         return decoded[0].clamp(0, 1)
@@ -240,9 +257,10 @@ class SignalTokenizer(Tokenizer):
 class AudioTokenizer(SignalTokenizer):
     """Audio tokenizers: inputs and outputs are ``[B, channels, T]`` floats, nominally in ``[-1, 1]``.
 
-    Encoders downsample by ``hop_length``: inputs are zero-padded at the end to a multiple of it, and
-    ``decode`` trims back to the length recorded in ``Tokens.meta["num_samples"]``, so a clip of any
-    length round-trips to its own length. ``prepare`` resamples and down- or up-mixes whatever a file
+    Encoders downsample by ``hop_length``: inputs are zero-padded at the end to a multiple of it
+    (``pad_to_hop``; a model whose upstream pads otherwise does as upstream, e.g. WavTokenizer's convs
+    reflect-pad inside), and ``decode`` trims back to the length recorded in
+    ``Tokens.meta["num_samples"]``, so a clip of any length round-trips to its own length. ``prepare`` resamples and down- or up-mixes whatever a file
     holds to the model's native rate and channel count.
     """
 
@@ -326,14 +344,19 @@ class EEGTokenizer(SignalTokenizer):
     """EEG tokenizers: channel-agnostic models that tokenize every channel of every window on its own.
 
     ``encode(x)`` takes a recording batch ``[B, C, T]`` at ``sample_rate`` in any unit (microvolts as
-    ``zoo.io.read_eeg`` returns them), normalises each channel (``normalisation``: "zscore" or
-    "percentile95"; the per-channel offset and gain travel in ``Tokens.side`` so decoding restores the
-    units), cuts it into windows of ``window_samples`` stepping by ``window_stride(overlap)``, and hands
-    ``[N, 1, window_samples]`` to the subclass's :meth:`encode_windows`. Ids are ``[B, (K,) C, W, F]``
-    with grid ``(channels, windows, frames)``. ``decode`` runs :meth:`decode_windows`, overlap-adds the
-    windows with linear cross-fades, trims to the recording's length and undoes the normalisation, so
-    ``decode(encode(x))`` has ``x``'s shape and units. ``forward`` (training) works on single windows
-    ``[B, 1, window_samples]`` that are already normalised, as ``EEGDataModule(per_channel=True)`` gives.
+    ``zoo.io.read_eeg`` returns them), cuts it into windows of ``window_samples`` stepping by
+    ``window_stride(overlap)`` (the end zero-padded to a whole window, or dropped with
+    ``drop_partial=True`` as upstream data scripts do), normalises (``normalisation``, see
+    ``zoo.io.eeg.channel_statistics``, over each channel of the whole recording, or of each window on
+    its own when ``normalise_windows``: TFM-Tokenizer's loaders scale every window by its own percentile),
+    and hands ``[N, 1, window_samples]`` to the subclass's :meth:`encode_windows`, ``window_batch``
+    windows per call so memory stays flat in the recording's length. The offsets and gains (``[B, C]``,
+    or ``[B, C, W]`` per window) travel in ``Tokens.side`` so decoding restores the units. Ids are
+    ``[B, (K,) C, W, F]`` with grid ``(channels, windows, frames)``. ``decode`` runs
+    :meth:`decode_windows`, undoes the normalisation, overlap-adds the windows with linear cross-fades and
+    trims to the recording's length, so ``decode(encode(x))`` has ``x``'s shape and units. ``forward``
+    (training) works on single windows ``[B, 1, window_samples]`` that are already normalised, as
+    ``EEGDataModule(per_channel=True)`` gives.
 
     ``prepare`` maps a ``zoo.io.EEGRecording`` of any montage to the model: channels picked by name,
     resampled to ``sample_rate``, and rejected with a message naming the file and channels when a channel
@@ -345,7 +368,10 @@ class EEGTokenizer(SignalTokenizer):
     window_samples: int = 1250
     hop_length: int = 12
     normalisation: str = "zscore"
+    normalise_windows: bool = False  # statistics per window (TFM-Tokenizer) instead of per recording
+    norm_eps: float | None = None  # added to the gain; None: upstream's for the normalisation
     clip: float | None = None
+    window_batch: int = 256  # windows x channels per encode_windows / decode_windows call
 
     # ------------------------------------------------------------------ subclass contract
     @property
@@ -420,10 +446,32 @@ class EEGTokenizer(SignalTokenizer):
 
     # ------------------------------------------------------------------ normalisation
     def channel_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel ``(offset, gain)`` ``[B, C]`` of ``x [B, C, T]`` for ``normalisation``."""
-        from .data.eeg import channel_statistics
+        """``(offset, gain)`` ``[...]`` of ``x [..., T]`` (channels or windows) for ``normalisation``."""
+        from .io.eeg import channel_statistics
 
-        return channel_statistics(x, self.normalisation)
+        return channel_statistics(x, self.normalisation, self.norm_eps)
+
+    def side_statistics(self, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``(offset, gain)`` that ``encode`` put in ``tokens.side``: ``[B, C]`` per channel or
+        ``[B, C, W]`` per window. Without them a decode would come out in normalised units, silently
+        wrong by each channel's scale, so tokens that lack them (or carry a non-positive gain) are refused."""
+        b, (c, count, _) = len(tokens), tokens.grid
+        stats = []
+        for name in ("offset", "gain"):
+            value = tokens.side.get(name)
+            if value is None:
+                raise ValueError(
+                    f"EEG tokens carry no {name!r} (Tokens.side); it restores each channel's units on decode, "
+                    "so these tokens were not made by encode or lost it on the way"
+                )
+            if tuple(value.shape) not in ((b, c), (b, c, count)):
+                raise ValueError(
+                    f"side[{name!r}] has shape {tuple(value.shape)}, expected [{b}, {c}(, {count})]"
+                )
+            stats.append(value)
+        if bool((stats[1] <= 0).any()):
+            raise ValueError("side['gain'] must be positive")
+        return stats[0], stats[1]
 
     def normalise(self, x: torch.Tensor, offset: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         out = (x - offset[..., None]) / gain[..., None]
@@ -439,15 +487,37 @@ class EEGTokenizer(SignalTokenizer):
         check_finite(x, "EEG")
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, *, overlap: float = 0.0) -> Tokens:
-        """Recordings ``[B, C, T]`` -> ids ``[B, (K,) C, W, F]`` (see the class docstring)."""
+    def encode(self, x: torch.Tensor, *, overlap: float = 0.0, drop_partial: bool = False) -> Tokens:
+        """Recordings ``[B, C, T]`` -> ids ``[B, (K,) C, W, F]`` (see the class docstring).
+
+        ``drop_partial`` leaves out the samples after the last whole window instead of zero-padding them
+        into one more window (upstream's data scripts keep whole windows only); ``decode`` then returns
+        the covered length.
+        """
         self.check_eeg(x)
         b, c, length = x.shape
-        offset, gain = self.channel_statistics(x.float())
         stride = self.window_stride(overlap)
-        windows = self.to_windows(self.normalise(x.float(), offset, gain), stride)
+        x = x.float()
+        if not self.normalise_windows:  # statistics of the whole recording, tail included (as upstream)
+            offset, gain = self.channel_statistics(x)
+        if drop_partial:
+            if length < self.window_samples:
+                raise ValueError(
+                    f"drop_partial needs at least one whole window of {self.window_samples} samples, got {length}"
+                )
+            length = (length - self.window_samples) // stride * stride + self.window_samples
+            x = x[..., :length]
+        if self.normalise_windows:
+            windows = self.to_windows(x, stride)
+            offset, gain = self.channel_statistics(windows)  # [B, C, W]
+            windows = self.normalise(windows, offset, gain)
+        else:
+            windows = self.to_windows(self.normalise(x, offset, gain), stride)
         count = windows.shape[2]
-        ids = self.encode_windows(windows.reshape(-1, 1, self.window_samples).to(self.device))
+        flat = windows.reshape(-1, 1, self.window_samples)
+        ids = torch.cat(
+            [self.encode_windows(chunk.to(self.device)) for chunk in flat.split(self.window_batch)]
+        )
         frames = ids.shape[-1]
         ids = ids.reshape(b, c, count, *ids.shape[1:])  # [B, C, W, (K,) F]
         if ids.ndim == 5:
@@ -473,13 +543,16 @@ class EEGTokenizer(SignalTokenizer):
         if ids.ndim == 5:
             ids = ids.permute(0, 2, 3, 1, 4)  # [B, C, W, K, F]
         b = ids.shape[0]
-        windows = self.decode_windows(ids.reshape(b * c * count, *ids.shape[3:]))
+        flat = ids.reshape(b * c * count, *ids.shape[3:])
+        windows = torch.cat([self.decode_windows(chunk) for chunk in flat.split(self.window_batch)])
         windows = windows.reshape(b, c, count, -1)[..., : self.window_samples].float()
         stride = int(tokens.meta.get("window_stride", self.window_samples))
         length = int(tokens.meta.get("num_samples", (count - 1) * stride + self.window_samples))
+        offset, gain = (t.to(windows) for t in self.side_statistics(tokens))
+        if gain.ndim == 3:  # per-window statistics: undo them before the windows are blended
+            windows = windows * gain[..., None] + offset[..., None]
+            return self.from_windows(windows, stride, length)
         out = self.from_windows(windows, stride, length)
-        offset = tokens.side.get("offset", torch.zeros(b, c)).to(out)
-        gain = tokens.side.get("gain", torch.ones(b, c)).to(out)
         return out * gain[..., None] + offset[..., None]
 
     def prepare(
@@ -494,6 +567,15 @@ class EEGTokenizer(SignalTokenizer):
         ``channels`` picks and orders channels by name. Flat, non-finite or clipped channels raise a
         ``MediaError`` naming them; leave them out with ``channels``.
         """
+        rec = self.checked_recording(media, path=path, channels=channels)
+        if rec.sample_rate != self.sample_rate:
+            rec = rec.resample(self.sample_rate)
+        return rec.data[None]
+
+    def checked_recording(
+        self, media: Any, *, path: str | Path | None = None, channels: list[str] | None = None
+    ) -> Any:
+        """``media`` with ``channels`` picked, after rejecting flat, non-finite or clipped channels."""
         from .io.eeg import EEGRecording, bad_channels
 
         if not isinstance(media, EEGRecording):
@@ -504,9 +586,7 @@ class EEGTokenizer(SignalTokenizer):
         if problems:
             listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
             raise MediaError(path, f"unusable channel(s) {listed}; pick the others with channels=[...]")
-        if rec.sample_rate != self.sample_rate:
-            rec = rec.resample(self.sample_rate)
-        return rec.data[None]
+        return rec
 
     def media_meta(self, media: Any, *, channels: list[str] | None = None, **_: Any) -> dict[str, Any]:
         """The recording's names of the channels ``prepare`` keeps, for ``finish`` to write back."""

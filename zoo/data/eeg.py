@@ -24,11 +24,29 @@ from zoo.data._common import Key, check_fraction, check_split, existing, find_fi
 from zoo.data._module import ZooDataModule
 from zoo.errors import MediaError
 from zoo.io import read_eeg
-from zoo.io.eeg import EEG_SUFFIXES, bad_channels
+from zoo.io.eeg import (  # the statistics and filters live with the reader, which needs no Lightning
+    EEG_SUFFIXES,
+    NORMALISATIONS,
+    apply_fir,
+    bad_channels,
+    blockwise_resample,
+    channel_statistics,
+    fft_resample,
+    fir_kernel,
+    notch_kernel,
+)
 
-__all__ = ["EEGDataModule", "EEGWindows"]
+__all__ = [
+    "EEGDataModule",
+    "EEGWindows",
+    "apply_fir",
+    "blockwise_resample",
+    "channel_statistics",
+    "fft_resample",
+    "fir_kernel",
+    "notch_kernel",
+]
 
-NORMALISATIONS = ("zscore", "percentile95", "median_iqr", "none")
 _NATIVE = frozenset(
     {".edf", ".bdf", ".set", ".npz"}
 )  # read without MNE; .npy is left out as it stores no rate
@@ -75,33 +93,6 @@ def _recordings(
     return files, [f.as_posix() for f in files]
 
 
-def channel_statistics(x: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel ``(offset, gain)`` of ``x [..., T]`` (shapes ``[...]``) for a normalisation:
-    "zscore" (mean, standard deviation), "percentile95" (0, 95th percentile of ``|x|``, TFM-Tokenizer),
-    "median_iqr" (median, interquartile range: BioCodec's robust scaling, which a few artefacts barely
-    move) or "none" (0, 1). Flat channels (status lines, disconnected electrodes) get gain 1 instead of a
-    division by zero."""
-    lead = x.shape[:-1]
-    if how == "none":
-        return x.new_zeros(lead), x.new_ones(lead)
-    if how == "zscore":
-        x64 = x.double()
-        mean = x64.mean(-1)
-        std = x64.std(-1) if x.shape[-1] > 1 else torch.ones_like(mean)
-        std = torch.where(std > 1e-6, std, torch.ones_like(std))
-        return mean.to(x.dtype), std.to(x.dtype)
-    if how == "percentile95":
-        scale = np.percentile(np.abs(x.detach().cpu().numpy()), 95, axis=-1)
-        scale = np.where(scale > 1e-6, scale, 1.0)
-        return x.new_zeros(lead), torch.as_tensor(scale, dtype=x.dtype, device=x.device).reshape(lead)
-    if how == "median_iqr":
-        q25, q50, q75 = np.percentile(x.detach().cpu().double().numpy(), [25, 50, 75], axis=-1)
-        iqr = np.where(q75 - q25 > 1e-6, q75 - q25, 1.0)
-        as_tensor = functools.partial(torch.as_tensor, dtype=x.dtype, device=x.device)
-        return as_tensor(q50).reshape(lead), as_tensor(iqr).reshape(lead)
-    raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}, got {how!r}")
-
-
 def normalise_channels(x: torch.Tensor, how: str) -> torch.Tensor:
     """Per-channel normalisation of ``[C, T]`` with `channel_statistics`."""
     offset, gain = channel_statistics(x, how)
@@ -140,6 +131,8 @@ class EEGWindows(Dataset):
     time instead, its last `val_fraction` (at least one window) going to "val"; "all" keeps
     everything. `.npy` and rate-less `.npz` files are taken to be at `sample_rate` already.
     `clip` bounds the normalised values to ``[-clip, clip]`` (BioCodec trains on windows clipped at 10).
+    `normalise_per_window` computes the statistics of each window (and channel) on its own instead of
+    over the recording: TFM-Tokenizer's loaders scale every window by its own 95th percentile.
     """
 
     def __init__(
@@ -154,6 +147,7 @@ class EEGWindows(Dataset):
         split: str = "all",
         val_fraction: float = 0.1,
         clip: float | None = None,
+        normalise_per_window: bool = False,
     ) -> None:
         self.split = check_split(split)
         self.val_fraction = check_fraction(val_fraction)
@@ -171,6 +165,7 @@ class EEGWindows(Dataset):
                 f"at least one sample at {self.sample_rate:g} Hz"
             )
         self.per_channel, self.normalise = per_channel, normalise
+        self.normalise_per_window = bool(normalise_per_window)
         if clip is not None and not float(clip) > 0:
             raise ValueError(f"clip must be positive or None, got {clip!r}")
         self.clip = None if clip is None else float(clip)
@@ -206,7 +201,11 @@ class EEGWindows(Dataset):
         for f in self.files:
             st = f.stat()
             x, ch, problems = _load(
-                str(f), (st.st_mtime_ns, st.st_size), self.sample_rate, self.channels, self.normalise
+                str(f),
+                (st.st_mtime_ns, st.st_size),
+                self.sample_rate,
+                self.channels,
+                "none" if self.normalise_per_window else self.normalise,
             )
             if problems:
                 listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
@@ -263,6 +262,8 @@ class EEGWindows(Dataset):
         start = lo + w * self.stride
         rows = slice(c, c + 1) if self.per_channel else slice(None)
         window = data[r][rows, start : start + self.window]
+        if self.normalise_per_window:
+            window = normalise_channels(window, self.normalise)
         return window.clone() if self.clip is None else window.clamp(-self.clip, self.clip)
 
 
@@ -270,7 +271,8 @@ class EEGDataModule(ZooDataModule):
     """EEG batches [B, 1, T] (`per_channel`) or [B, C, T], T = round(window_seconds * sample_rate).
 
     Training windows step by `stride_seconds`; validation windows never overlap, so no stretch
-    of signal is scored twice. `clip` bounds normalised values (see `EEGWindows`).
+    of signal is scored twice. `clip` bounds normalised values and `normalise_per_window` scales each
+    window on its own (see `EEGWindows`).
     """
 
     def __init__(
@@ -288,6 +290,7 @@ class EEGDataModule(ZooDataModule):
         seed: int = 0,
         limit: int | None = None,
         clip: float | None = None,
+        normalise_per_window: bool = False,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, limit)
         if normalise not in NORMALISATIONS:
@@ -297,6 +300,7 @@ class EEGDataModule(ZooDataModule):
         self.stride_seconds, self.per_channel, self.normalise = stride_seconds, per_channel, normalise
         self.channels = channels
         self.clip = clip
+        self.normalise_per_window = normalise_per_window
 
     def _build(self) -> tuple[Dataset, Dataset]:
         common: dict[str, Any] = {
@@ -307,6 +311,7 @@ class EEGDataModule(ZooDataModule):
             "channels": self.channels,
             "val_fraction": self.val_fraction,
             "clip": self.clip,
+            "normalise_per_window": self.normalise_per_window,
         }
         train = EEGWindows(self.path, stride_seconds=self.stride_seconds, split="train", **common)
         return train, EEGWindows(self.path, split="val", **common)

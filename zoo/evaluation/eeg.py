@@ -12,8 +12,8 @@ carry what a task needs.
   baseline, scored by :func:`balanced_accuracy` and :func:`cohen_kappa`.
 
 Everything works on any ``zoo.tokenizer.EEGTokenizer``: the recording is tokenized whole (so the
-tokenizer's per-channel normalisation sees the recording, not a one-second window), and each task window
-takes the token frames that start inside it.
+tokenizer's normalisation sees the recording or its own windows, as upstream's did, not a one-second task
+window), and each task window takes the token frames that start inside it.
 """
 
 from __future__ import annotations

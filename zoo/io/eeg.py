@@ -1,4 +1,5 @@
-"""EEG reading and writing: EDF, EDF+, BDF, BDF+ and EEGLAB .set natively, NumPy arrays, and other
+"""EEG reading, writing and preprocessing (normalisation statistics, MNE's default FIR filters and FFT
+resampling, written out so that no MNE is needed): EDF, EDF+, BDF, BDF+ and EEGLAB .set natively, NumPy arrays, and other
 formats via MNE.
 
 EDF/BDF are read by a small reader written from the format specification rather than through MNE,
@@ -12,6 +13,7 @@ EDF+/BDF+ annotations) as sample indices, so stimulus-locked analyses need no se
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import math
@@ -28,7 +30,22 @@ import torchaudio.functional as AF
 from zoo._atomic import atomic_path, atomic_write_bytes
 from zoo.errors import MediaError
 
-__all__ = ["EEG_SUFFIXES", "EEGEvent", "EEGRecording", "bad_channels", "channel_key", "read_eeg", "write_eeg"]
+__all__ = [
+    "EEG_SUFFIXES",
+    "NORMALISATIONS",
+    "EEGEvent",
+    "EEGRecording",
+    "apply_fir",
+    "bad_channels",
+    "blockwise_resample",
+    "channel_key",
+    "channel_statistics",
+    "fft_resample",
+    "fir_kernel",
+    "notch_kernel",
+    "read_eeg",
+    "write_eeg",
+]
 
 # Formats handed to MNE when it is installed (`pip install zoo[eeg]`).
 _MNE_SUFFIXES = frozenset(
@@ -486,7 +503,9 @@ def _named(data: np.ndarray, rate: float, stored: list[str] | None, wanted: list
 
 def _read_npy(path: Path, sample_rate: float | None, channel_names: list[str] | None) -> EEGRecording:
     if sample_rate is None:
-        raise MediaError(path, "a .npy file stores no sample rate; sample_rate= is needed to read it")
+        raise MediaError(
+            path, "a .npy file stores no sample rate; give it (sample_rate=, or zoo encode --sample-rate HZ)"
+        )
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -865,3 +884,213 @@ def bad_channels(
         if held >= max(min_clipped, clip_fraction * row.numel()):
             problems[name] = f"clipped ({held} of {row.numel()} samples held at its extreme values)"
     return problems
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+NORMALISATIONS = ("zscore", "percentile95", "median_iqr", "none")
+
+# Added to the scale by upstream's own normalisations: TFM-Tokenizer's loaders divide by
+# ``quantile(|x|, 0.95) + 1e-8``, BioCodec's ``ch2file.py`` by ``iqr + 1e-6``.
+DEFAULT_EPS = {"percentile95": 1e-8, "median_iqr": 1e-6}
+
+
+def channel_statistics(
+    x: torch.Tensor, how: str, eps: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(offset, gain)`` of ``x [..., T]`` (shapes ``[...]``) for a normalisation:
+    "zscore" (mean, standard deviation), "percentile95" (0, 95th percentile of ``|x|`` plus ``eps``:
+    TFM-Tokenizer's loaders, ``np.quantile(..., method="linear")`` in float64), "median_iqr" (median,
+    interquartile range plus ``eps``: BioCodec's ``ch2file.py``, computed in float32 as upstream, the IQR of
+    the median-subtracted signal) or "none" (0, 1). ``eps`` defaults to upstream's (`DEFAULT_EPS`), so a
+    flat channel maps to zeros; "zscore" gives flat channels gain 1 instead."""
+    lead = x.shape[:-1]
+    if how == "none":
+        return x.new_zeros(lead), x.new_ones(lead)
+    as_tensor = functools.partial(torch.as_tensor, dtype=x.dtype, device=x.device)
+    eps = DEFAULT_EPS.get(how, 0.0) if eps is None else float(eps)
+    if how == "zscore":
+        x64 = x.double()
+        mean = x64.mean(-1)
+        std = x64.std(-1) if x.shape[-1] > 1 else torch.ones_like(mean)
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        return mean.to(x.dtype), std.to(x.dtype)
+    if how == "percentile95":
+        scale = np.quantile(np.abs(x.detach().cpu().double().numpy()), 0.95, axis=-1, method="linear")
+        return x.new_zeros(lead), as_tensor(scale + eps).reshape(lead)
+    if how == "median_iqr":
+        from scipy.stats import iqr
+
+        x32 = x.detach().cpu().float().numpy()
+        median = np.median(x32, axis=-1, keepdims=True)
+        gain = iqr(x32 - median, axis=-1) + np.float32(eps)
+        return as_tensor(median[..., 0]).reshape(lead), as_tensor(gain).reshape(lead)
+    raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}, got {how!r}")
+
+
+# ---------------------------------------------------------------------------------------------- filters
+# MNE-Python's default FIR design, written out so that the core package reproduces upstream data scripts
+# (``raw.filter(l_freq, h_freq)``, ``raw.notch_filter(freq)``, ``raw.resample(rate)``, all with MNE's
+# defaults) without depending on MNE: zero-phase firwin design with a Hamming window, "auto" transition
+# bandwidths and filter lengths, odd-reflection ("reflect_limited") edge padding. The parity command
+# (benchmarks/upstream_parity.py) checks the whole chain against MNE itself on real recordings.
+_HAMMING_LENGTH_FACTOR = 3.3  # filter length x transition bandwidth, MNE's ``_length_factors["hamming"]``
+
+
+def _auto_length(sfreq: float, transition: float) -> int:
+    """MNE's "auto" filter length: 3.3 / transition seconds, rounded up to an odd number of samples."""
+    n = max(int(np.ceil(float(f"{_HAMMING_LENGTH_FACTOR / transition!r}") * sfreq)), 1)
+    return n + (n - 1) % 2
+
+
+def _firwin_design(n: int, freq: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Sum of Hamming-windowed low-passes, one per gain step of the piecewise 0/1 response ``(freq, gain)``
+    (``freq`` relative to Nyquist), each as long as its own transition band needs (MNE's ``firwin`` design)."""
+    from scipy.signal import firwin
+
+    h = np.zeros(n)
+    if gain[-1] == 1:
+        h[n // 2] = 1.0
+    prev_freq, prev_gain = freq[-1], gain[-1]
+    for this_freq, this_gain in zip(freq[::-1][1:], gain[::-1][1:], strict=True):
+        if this_gain != prev_gain:
+            this_n = round(_HAMMING_LENGTH_FACTOR / ((prev_freq - this_freq) / 2.0))
+            this_n += 1 - this_n % 2
+            if this_n > n:
+                raise ValueError(f"filter length {n} is too short for a transition band needing {this_n}")
+            low = firwin(this_n, (prev_freq + this_freq) / 2.0, window="hamming", pass_zero=True, fs=2.0)
+            offset = (n - this_n) // 2
+            h[offset : n - offset] += low if this_gain else -low
+        prev_freq, prev_gain = this_freq, this_gain
+    return h
+
+
+def fir_kernel(sfreq: float, highpass: float | None, lowpass: float | None) -> np.ndarray | None:
+    """The zero-phase FIR of ``mne.filter.create_filter(None, sfreq, highpass, lowpass)``: a band-pass,
+    high-pass or low-pass with MNE's automatic transition bands (high-pass ``min(max(f / 4, 2), f)``,
+    low-pass ``min(max(f / 4, 2), nyquist - f)``) and length (3.3 / narrowest transition s, odd).
+    ``None`` when both edges are ``None``."""
+    nyq = sfreq / 2.0
+    freq: list[float] = []
+    gain: list[float] = []
+    transitions = []
+    if highpass is not None:
+        if not 0 < highpass < nyq:
+            raise ValueError(f"high-pass edge {highpass} Hz must lie in (0, {nyq:g}) Hz")
+        trans = min(max(0.25 * highpass, 2.0), highpass)
+        transitions.append(trans)
+        freq += [highpass - trans, highpass]
+        gain += [0.0, 1.0]
+    else:
+        freq, gain = [0.0], [1.0]
+    if lowpass is not None:
+        if not 0 < lowpass < nyq or (highpass is not None and lowpass <= highpass):
+            raise ValueError(f"low-pass edge {lowpass} Hz must lie in ({highpass or 0:g}, {nyq:g}) Hz")
+        trans = min(max(0.25 * lowpass, 2.0), nyq - lowpass)
+        transitions.append(trans)
+        freq += [lowpass, lowpass + trans]
+        gain += [1.0, 0.0]
+        if freq[-1] != nyq:
+            freq, gain = [*freq, nyq], [*gain, 0.0]
+    elif highpass is not None:
+        freq, gain = [*freq, nyq], [*gain, 1.0]
+    else:
+        return None
+    if freq[0] != 0:
+        freq, gain = [0.0, *freq], [gain[0], *gain]
+    n = _auto_length(sfreq, min(transitions))
+    return _firwin_design(n, np.asarray(freq) / nyq, np.asarray(gain))
+
+
+def notch_kernel(sfreq: float, freq: float) -> np.ndarray:
+    """The FIR of ``mne.filter.notch_filter(x, sfreq, freq)`` with its defaults: a band-stop whose stop
+    band is ``freq / 200`` wide, with 0.5 Hz transition bands on either side (length 6.6 s)."""
+    nyq = sfreq / 2.0
+    width = freq / 200.0  # the stop band; the pass bands end 0.5 Hz (half the transition) further out
+    pass_lo, pass_hi = freq - width / 2.0 - 0.5, freq + width / 2.0 + 0.5  # MNE's order of operations
+    if pass_lo < 0 or pass_hi > nyq:
+        raise ValueError(f"a {freq:g} Hz notch does not fit below the Nyquist frequency ({nyq:g} Hz)")
+    edges = np.array([0.0, pass_lo, pass_lo + 0.5, pass_hi - 0.5, pass_hi])
+    gain = np.array([1.0, 1.0, 0.0, 0.0, 1.0])
+    if pass_lo == 0:
+        edges, gain = edges[1:], gain[1:]
+    if pass_hi != nyq:
+        edges, gain = np.r_[edges, nyq], np.r_[gain, 1.0]
+    return _firwin_design(_auto_length(sfreq, 0.5), edges / nyq, gain)
+
+
+def reflect_limited_pad(x: np.ndarray, left: int, right: int) -> np.ndarray:
+    """Pad the last axis by odd reflection about the end samples (``2 x[0] - x[k]``), as far as the signal
+    reaches, then with zeros (MNE's "reflect_limited"); a constant signal stays constant."""
+    n = x.shape[-1]
+    parts = [
+        np.zeros((*x.shape[:-1], max(left - n + 1, 0)), dtype=x.dtype),
+        2 * x[..., :1] - x[..., left:0:-1],
+        x,
+        2 * x[..., -1:] - x[..., -2 : -right - 2 : -1],
+        np.zeros((*x.shape[:-1], max(right - n + 1, 0)), dtype=x.dtype),
+    ]
+    return np.concatenate(parts, axis=-1)
+
+
+def apply_fir(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Zero-phase FIR filtering of ``x [..., T]`` (float64) by an odd-length linear-phase ``h``: the signal
+    is padded by `reflect_limited_pad` on both sides by ``min(len(h), T) - 1`` samples and convolved, as
+    MNE's overlap-add filter does (which computes the same linear convolution block by block)."""
+    from scipy.signal import oaconvolve
+
+    n_h, n = len(h), x.shape[-1]
+    edge = max(min(n_h, n) - 1, 0)
+    padded = reflect_limited_pad(x, edge, edge) if edge else x
+    full = oaconvolve(padded, h.reshape((1,) * (x.ndim - 1) + (-1,)), mode="full", axes=-1)
+    shift = (n_h - 1) // 2 + edge
+    return full[..., shift : shift + n]
+
+
+def fft_resample(x: np.ndarray, old_rate: float, new_rate: float) -> np.ndarray:
+    """``x [..., T]`` resampled along the last axis as ``mne.io.Raw.resample(new_rate)`` does by default:
+    reflect_limited padding up to a power of two ("auto" npad), FFT, the spectrum cut or zero-extended
+    with a boxcar window (the Nyquist bin halved or doubled), inverse FFT, padding trimmed. Rates equal
+    to within 1e-6 return ``x`` unchanged, as MNE does."""
+    from scipy import fft
+
+    if abs(new_rate - old_rate) <= 1e-6 * old_rate:
+        return x
+    ratio = float(new_rate) / float(old_rate)
+    n = x.shape[-1]
+    final_len = max(round(ratio * n), 1)
+    min_add = min(n // 8, 100) * 2
+    pad, extra = divmod(2 ** int(np.ceil(np.log2(n + min_add))) - n, 2)
+    pads = (pad, pad + extra)
+    orig_len = n + sum(pads)
+    new_len = max(round(ratio * orig_len), 1)
+    cut_left = round(ratio * pads[0])
+    cut_right = new_len - final_len - cut_left
+    spectrum = fft.rfft(reflect_limited_pad(x.astype(np.float64), *pads), axis=-1)
+    use_len = min(new_len, orig_len)
+    if use_len % 2 == 0:
+        spectrum[..., use_len // 2] *= 2.0 if new_len < orig_len else 0.5
+    spectrum *= float(new_len) / float(orig_len)
+    y = fft.irfft(spectrum, new_len, axis=-1)
+    return y[..., cut_left : new_len - cut_right]
+
+
+def blockwise_resample(x: np.ndarray, block: int, new_block: int) -> np.ndarray:
+    """Cut ``x [..., T]`` into blocks of ``block`` samples and resample each on its own to ``new_block``
+    samples with ``scipy.signal.resample`` (FFT, the block taken as periodic), as TFM-Tokenizer's loaders
+    do to each stored window; a final partial block of ``r`` samples becomes ``round(r * new_block /
+    block)``."""
+    from scipy.signal import resample
+
+    n = x.shape[-1]
+    whole = n // block
+    parts = []
+    if whole:
+        blocks = x[..., : whole * block].reshape(*x.shape[:-1], whole, block)
+        parts.append(resample(blocks, new_block, axis=-1).reshape(*x.shape[:-1], whole * new_block))
+    rest = n - whole * block
+    rest_new = round(rest * new_block / block)
+    if rest and rest_new:
+        parts.append(resample(x[..., whole * block :], rest_new, axis=-1))
+    if not parts:
+        return x[..., :0]
+    return np.concatenate(parts, axis=-1)

@@ -12,12 +12,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoo._atomic import atomic_path
 from zoo.errors import MediaError
 
-__all__ = ["IMAGE_SUFFIXES", "image_to_tensor", "read_image", "tensor_to_image", "write_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "RESIZE_MODES",
+    "center_crop_adm",
+    "center_crop_bicubic",
+    "image_to_tensor",
+    "read_image",
+    "tensor_to_image",
+    "write_image",
+]
 
 _MODES = ("RGB", "L", "RGBA")
 
@@ -197,3 +207,69 @@ def write_image(path: str | Path, x: torch.Tensor | Image.Image, quality: int = 
             img.save(tmp, format=fmt, **params)
     except (OSError, ValueError) as e:
         raise MediaError(p, f"cannot write {fmt} ({e})") from e
+
+
+# ---------------------------------------------------------------------------------------------- resize
+RESIZE_MODES = ("adm", "bicubic")
+
+
+def as_uint8(x: torch.Tensor) -> np.ndarray | None:
+    """``x`` [C, H, W] in [0, 1] as a uint8 [H, W, C] array when every value is an 8-bit level (what
+    `read_image` returns for 8-bit files), else ``None``: such images can be resized by PIL exactly as
+    an upstream script that opens the file with PIL would."""
+    if x.ndim != 3 or x.shape[0] not in (1, 3) or not x.is_floating_point():
+        return None
+    scaled = x.detach().to("cpu", torch.float64) * 255.0
+    levels = scaled.round()
+    if not bool(((scaled - levels).abs() <= 1e-3).all()) or levels.min() < 0 or levels.max() > 255:
+        return None
+    return levels.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def _from_uint8(arr: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    out = torch.from_numpy(np.array(arr.reshape(*arr.shape[:2], -1).transpose(2, 0, 1)))  # a writable copy
+    return (out.to(torch.float32) / 255.0).to(like.dtype)
+
+
+def center_crop_adm(x: torch.Tensor, size: int) -> torch.Tensor:
+    """ADM's centre crop (guided-diffusion ``center_crop_arr``, used by LlamaGen, MAR, ReTok and ResTok's
+    code extraction): halve with a box filter while the short side is at least ``2 * size``, resize with
+    bicubic so the short side is ``size`` (the long side rounded half to even, as Python's ``round``),
+    then crop the centre square (offsets rounded down).
+
+    ``x`` is one image [C, H, W] in [0, 1]. 8-bit images (1 or 3 channels) go through PIL's BOX and
+    BICUBIC filters on uint8, so the result is bit-identical to the upstream scripts; anything else
+    (16-bit, float) takes a float path with the same geometry (area halving, antialiased bicubic).
+    """
+    arr = as_uint8(x)
+    if arr is not None:
+        img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+        while min(img.size) >= 2 * size:
+            img = img.resize(tuple(s // 2 for s in img.size), resample=Image.BOX)
+        scale = size / min(img.size)
+        img = img.resize(tuple(round(s * scale) for s in img.size), resample=Image.BICUBIC)
+        out = np.asarray(img)
+        top, left = (out.shape[0] - size) // 2, (out.shape[1] - size) // 2
+        return _from_uint8(out[top : top + size, left : left + size], x)
+    y = x[None].float()
+    while min(y.shape[-2:]) >= 2 * size:
+        y = F.interpolate(y, size=tuple(s // 2 for s in y.shape[-2:]), mode="area")
+    scale = size / min(y.shape[-2:])
+    new = tuple(round(s * scale) for s in y.shape[-2:])
+    if new != tuple(y.shape[-2:]):
+        y = F.interpolate(y, size=new, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    top, left = (y.shape[-2] - size) // 2, (y.shape[-1] - size) // 2
+    return y[0, :, top : top + size, left : left + size].to(x.dtype)
+
+
+def center_crop_bicubic(x: torch.Tensor, size: int) -> torch.Tensor:
+    """One antialiased bicubic resize of the short side to ``size`` (float, no 8-bit rounding), then the
+    centre square: the zoo's original ``prepare``, kept as ``resize="bicubic"``."""
+    y = x[None]
+    h, w = y.shape[-2:]
+    scale = size / min(h, w)
+    if scale != 1:
+        new = (max(size, round(h * scale)), max(size, round(w * scale)))
+        y = F.interpolate(y, size=new, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(0, 1)
+    top, left = (y.shape[-2] - size) // 2, (y.shape[-1] - size) // 2
+    return y[0, :, top : top + size, left : left + size]

@@ -24,7 +24,10 @@ Differences from upstream:
   it; training here runs without it);
 - the per-layer KV cache keeps ``context - 1`` past steps besides the current chunk, so streaming
   equals offline exactly; upstream's ring of ``context`` slots makes the first queries of a chunk
-  lose their oldest keys once the 10 s window is full (offline outputs are identical);
+  lose their oldest keys once the 10 s window is full (offline outputs are identical).
+  ``upstream_cache=True`` on the streaming methods uses upstream's ring (:class:`UpstreamRingKVCache`);
+- a last partial token is quantized from its audio; upstream masks it out of its quantizer and emits
+  filler ids there (:meth:`CAT.filler_ids`), which ``encode(x, upstream_last_frame=True)`` reproduces;
 - the semantic-alignment LLM loss used in training upstream is not part of the model;
 - rotary angles are computed in float64 (upstream: float32), which changes outputs only at float noise.
 """
@@ -41,13 +44,20 @@ from torch import nn
 
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
-from ...nn.streaming import Patchify, ProjectedTransformer, StreamingState, Unpatchify
+from ...nn.streaming import Patchify, ProjectedTransformer, RingKVCache, StreamingState, Unpatchify
 from ...quantizers import QuantizerOutput, ResidualVQ
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
 from .._weight_norm import fold_weight_norm, split_weight_norm
 
-__all__: list[str] = ["CAT", "CATQuantizer", "CATStreamingDecoder", "CATStreamingEncoder", "convert_cat"]
+__all__: list[str] = [
+    "CAT",
+    "CATQuantizer",
+    "CATStreamingDecoder",
+    "CATStreamingEncoder",
+    "UpstreamRingKVCache",
+    "convert_cat",
+]
 
 
 def _channel_dims(ints: Iterable[int]) -> tuple[int, ...]:
@@ -233,11 +243,21 @@ class CAT(AudioTokenizer):
         return n
 
     # ------------------------------------------------------------------ pieces
-    def new_encoder_states(self) -> dict[int, StreamingState]:
-        return {i: m.new_state() for i, m in enumerate(self.encoder) if isinstance(m, ProjectedTransformer)}
+    def new_encoder_states(self, upstream_cache: bool = False) -> dict[int, StreamingState]:
+        """Fresh streaming states of the encoder's stages (``upstream_cache``: see :class:`UpstreamRingKVCache`)."""
+        return {
+            i: _new_state(m, upstream_cache)
+            for i, m in enumerate(self.encoder)
+            if isinstance(m, ProjectedTransformer)
+        }
 
-    def new_decoder_states(self) -> dict[int, StreamingState]:
-        return {i: m.new_state() for i, m in enumerate(self.decoder) if isinstance(m, ProjectedTransformer)}
+    def new_decoder_states(self, upstream_cache: bool = False) -> dict[int, StreamingState]:
+        """Fresh streaming states of the decoder's stages (``upstream_cache``: see :class:`UpstreamRingKVCache`)."""
+        return {
+            i: _new_state(m, upstream_cache)
+            for i, m in enumerate(self.decoder)
+            if isinstance(m, ProjectedTransformer)
+        }
 
     def encode_latents(
         self, x: torch.Tensor, states: dict[int, StreamingState] | None = None
@@ -292,14 +312,36 @@ class CAT(AudioTokenizer):
         return TokenizerOutput(recon=recon, ids=q.ids, losses=q.losses, stats=q.stats)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, n_quantizers: int | None = None) -> Tokens:
+    def encode(
+        self, x: torch.Tensor, n_quantizers: int | None = None, *, upstream_last_frame: bool = False
+    ) -> Tokens:
         """Audio ``[B, 1, T]`` -> ids ``[B, K, ceil(T / hop)]`` of the first ``K = n_quantizers``
         codebooks (all 32 by default; ``[B, T']`` for one). The end is zero-padded to a whole token;
-        attention is causal, so an item's ids do not depend on what follows it (or on batch padding)."""
+        attention is causal, so an item's ids do not depend on what follows it (or on batch padding).
+
+        A last partial token (``T`` not a multiple of the hop) is quantized from its encoding, so its
+        ids carry the clip's last samples. Upstream's ``encode`` counts only whole tokens as valid and
+        masks the partial one out of its quantizer, which then emits :meth:`filler_ids` there, the same
+        for every clip; ``upstream_last_frame=True`` does that too, for ids identical to upstream's.
+        """
         self.check_audio(x)
         n = self._check_n_quantizers(n_quantizers)
         ids = self.quantizer(self.encode_latents(self.pad_to_hop(x)), n).ids
+        whole = x.shape[-1] // self.hop_length
+        if upstream_last_frame and whole < ids.shape[-1]:
+            ids = ids.clone()
+            ids[..., whole:] = self.filler_ids(n).view(1, n, 1)
         return self._tokens(ids, x.shape[-1])
+
+    @torch.no_grad()
+    def filler_ids(self, n_quantizers: int | None = None) -> torch.Tensor:
+        """Ids ``[K]`` upstream emits for a frame its quantizer masks as padding: there every stage
+        quantizes a zero residual, i.e. picks the code nearest to its input projection's bias."""
+        n = self._check_n_quantizers(n_quantizers)
+        rvq = self.quantizer.rvq
+        zero = torch.zeros(1, rvq.dim, 1, device=self.device)
+        with torch.autocast(zero.device.type, enabled=False):
+            return torch.stack([layer(zero).ids.reshape(()) for layer in rvq.layers[:n]])
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
@@ -307,31 +349,65 @@ class CAT(AudioTokenizer):
         return self.trim(self.decode_latents(self.quantizer.lookup(self.ids_of(tokens))), tokens)
 
     # ------------------------------------------------------------------ streaming
-    def streaming_encoder(self, n_quantizers: int | None = None) -> CATStreamingEncoder:
-        """A stateful encoder for successive chunks of one stream (see :class:`CATStreamingEncoder`)."""
-        return CATStreamingEncoder(self, n_quantizers)
+    def streaming_encoder(
+        self, n_quantizers: int | None = None, *, upstream_cache: bool = False
+    ) -> CATStreamingEncoder:
+        """A stateful encoder for successive chunks of one stream (see :class:`CATStreamingEncoder`).
 
-    def streaming_decoder(self) -> CATStreamingDecoder:
-        """A stateful decoder for successive chunks of ids (see :class:`CATStreamingDecoder`)."""
-        return CATStreamingDecoder(self)
+        ``upstream_cache=True`` keeps upstream's KV ring instead of the exact one (see
+        :class:`UpstreamRingKVCache`): ids then equal upstream's chunked ``encode(chunk_duration=...)``,
+        which differ from offline ones once the 10 s window is full.
+        """
+        return CATStreamingEncoder(self, n_quantizers, upstream_cache=upstream_cache)
+
+    def streaming_decoder(self, *, upstream_cache: bool = False) -> CATStreamingDecoder:
+        """A stateful decoder for successive chunks of ids (see :class:`CATStreamingDecoder`;
+        ``upstream_cache`` as for :meth:`streaming_encoder`)."""
+        return CATStreamingDecoder(self, upstream_cache=upstream_cache)
 
     @torch.no_grad()
-    def encode_stream(self, x: torch.Tensor, chunk_samples: int, n_quantizers: int | None = None) -> Tokens:
-        """``encode(x)`` computed chunk by chunk (``chunk_samples`` a multiple of the hop); the same ids."""
-        stream = self.streaming_encoder(n_quantizers)
+    def encode_stream(
+        self,
+        x: torch.Tensor,
+        chunk_samples: int,
+        n_quantizers: int | None = None,
+        *,
+        upstream_cache: bool = False,
+        upstream_last_frame: bool = False,
+    ) -> Tokens:
+        """``encode(x)`` computed chunk by chunk (``chunk_samples`` a multiple of the hop); the same ids.
+
+        For upstream's ``encode(x, chunk_duration=chunk_samples / 24000)`` exactly, set both flags:
+        ``upstream_cache`` (see :meth:`streaming_encoder`) and ``upstream_last_frame``, with which a
+        last partial token is dropped when the clip spans several chunks (upstream keeps only whole
+        tokens of its last chunk) and gets :meth:`filler_ids` when it fits in one (upstream then runs
+        its offline ``encode``).
+        """
+        stream = self.streaming_encoder(n_quantizers, upstream_cache=upstream_cache)
         starts = range(0, x.shape[-1], self._check_chunk(chunk_samples))
-        ids = [
+        pieces = [
             stream.push(x[..., s : s + chunk_samples], final=s + chunk_samples >= x.shape[-1]) for s in starts
         ]
-        return self._tokens(torch.cat(ids, dim=-1), x.shape[-1])
+        ids = torch.cat(pieces, dim=-1)
+        whole = x.shape[-1] // self.hop_length
+        if upstream_last_frame and whole < ids.shape[-1]:
+            if x.shape[-1] > chunk_samples:
+                ids = ids[..., :whole]
+            else:
+                ids = ids.clone()
+                ids[..., whole:] = self.filler_ids(ids.shape[1]).view(1, -1, 1)
+        return self._tokens(ids, x.shape[-1])
 
     @torch.no_grad()
-    def decode_stream(self, tokens: Tokens, chunk_frames: int) -> torch.Tensor:
-        """``decode(tokens)`` computed ``chunk_frames`` tokens at a time; the same samples to float tolerance."""
+    def decode_stream(
+        self, tokens: Tokens, chunk_frames: int, *, upstream_cache: bool = False
+    ) -> torch.Tensor:
+        """``decode(tokens)`` computed ``chunk_frames`` tokens at a time; the same samples to float tolerance
+        (``upstream_cache=True``: upstream's chunked ``decode(chunk_duration=...)``, see :meth:`streaming_encoder`)."""
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         ids = self.ids_of(tokens)
-        stream = self.streaming_decoder()
+        stream = self.streaming_decoder(upstream_cache=upstream_cache)
         pieces = [stream.push(ids[..., s : s + chunk_frames]) for s in range(0, ids.shape[-1], chunk_frames)]
         return self.trim(torch.cat(pieces, dim=-1), tokens)
 
@@ -350,10 +426,10 @@ class CATStreamingEncoder:
     (``final=True``) may be any length and is zero-padded like offline ``encode`` pads the clip.
     """
 
-    def __init__(self, model: CAT, n_quantizers: int | None = None) -> None:
+    def __init__(self, model: CAT, n_quantizers: int | None = None, *, upstream_cache: bool = False) -> None:
         self.model = model
         self.n_quantizers = model._check_n_quantizers(n_quantizers)
-        self.states = model.new_encoder_states()
+        self.states = model.new_encoder_states(upstream_cache)
         self.num_samples = 0
         self.closed = False
 
@@ -376,9 +452,9 @@ class CATStreamingEncoder:
 class CATStreamingDecoder:
     """Decodes one stream of ids ``[B, k, n]`` chunk by chunk into audio ``[B, 1, n * hop]``."""
 
-    def __init__(self, model: CAT) -> None:
+    def __init__(self, model: CAT, *, upstream_cache: bool = False) -> None:
         self.model = model
-        self.states = model.new_decoder_states()
+        self.states = model.new_decoder_states(upstream_cache)
 
     @torch.no_grad()
     def push(self, ids: torch.Tensor) -> torch.Tensor:
@@ -386,6 +462,36 @@ class CATStreamingDecoder:
             raise ValueError(f"expected ids [B, k <= {self.model.num_quantizers}, n], got {tuple(ids.shape)}")
         ids = self.model.check_id_range(ids.to(self.model.device))
         return self.model.decode_latents(self.model.quantizer.lookup(ids), self.states)
+
+
+class UpstreamRingKVCache(RingKVCache):
+    """Upstream's streaming KV cache: a ring of exactly ``context`` slots that a chunk writes before it reads.
+
+    A chunk's queries then see only the last ``context`` positions up to the chunk's *end*, so once the
+    window is full the first queries of each chunk have lost their oldest keys, and chunked outputs
+    drift from offline ones. The zoo's default cache keeps ``context - 1`` past positions besides the
+    chunk, which is exactly what each query may see, so its streaming equals offline; this class exists
+    to reproduce upstream's chunked ``encode``/``decode(chunk_duration=...)``. Chunks may not exceed the
+    window (upstream refuses ``chunk_duration`` above it too).
+    """
+
+    def extend(
+        self, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.capacity is None or keys.shape[2] > self.capacity:
+            raise ValueError(
+                f"upstream's ring holds {self.capacity} steps; a chunk of {keys.shape[2]} steps does not fit"
+            )
+        super().extend(keys, values, positions)
+        assert self.keys is not None and self.values is not None and self.positions is not None
+        return self.keys, self.values, self.positions
+
+
+def _new_state(module: ProjectedTransformer, upstream_cache: bool) -> StreamingState:
+    state = module.new_state()
+    if upstream_cache:
+        state.caches = [UpstreamRingKVCache(layer.self_attn.context) for layer in module.transformer.layers]
+    return state
 
 
 # ---------------------------------------------------------------------------------------------- converter
@@ -463,7 +569,7 @@ register_pretrained(
         converter="convert_cat",
         license="apache-2.0",
         paper="arXiv:2602.10934",
-        upstream="https://github.com/OpenMOSS/MOSS-Audio-Tokenizer",
+        upstream="https://github.com/OpenMOSS/MOSS-Audio-Tokenizer @ 56df9ee",
         description="MOSS-Audio-Tokenizer (1.6B, 3M hours of speech, sound and music; two F32 safetensors shards).",
         metrics={
             "PESQ-WB (LibriSpeech test-clean, 32 codebooks)": 3.69,

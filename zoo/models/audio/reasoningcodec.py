@@ -4,7 +4,7 @@ Paper: "UniAudio 2.0" (Yang et al., arXiv:2602.04683). Upstream: yangdongchao/Un
 ``tools/tokenizer/ReasoningCodec_film/`` (``reason_tokenizer.py``, ``models/AudioDiffusion1D.py``,
 ``models/semantic_decoder.py``, ``modules/transformer.py``, ``models/model_config.json``).
 
-Structure (frame rates at 24 kHz; the input is zero-padded to a multiple of 9600 samples, 0.4 s, as upstream):
+Structure (frame rates at 24 kHz):
 
 - Frozen teachers (kept outside the module tree, see `zoo.nn.teachers`): Whisper encoder (50 Hz), WavLM mean of
   layers 6-9 (50 Hz, "phone"), music SSL layers 4 ("acoustic") and 11 ("semantic") at 25 Hz.
@@ -25,6 +25,16 @@ Structure (frame rates at 24 kHz; the input is zero-padded to a multiple of 9600
   (`zoo.nn.flow_matching`) with a DiT estimator (`zoo.nn.dit`) generates SQ-Codec latents, which the
   SQ-Codec decoder turns into audio. Frames past the end of the input get ``zero_cond_embedding1``.
 
+Entry point (``encode``), as upstream's official ``ReasoningTokenizer.tokenize`` (``reason_tokenizer.py``,
+``audio2token``): the clip is repeated (doubled until it holds 30 s + 240 samples), cut into windows of 30 s + 240
+samples, each window is encoded on its own (windows in batches of 6, as upstream), and the tokens of the windows,
+concatenated, are cut back to the clip's length. Whisper sees exactly 30 s per window, as it was trained, and
+because attention is global every token depends on what else is in its window: short clips encode as a 30 s
+loop of themselves. ``encode_repeat=False`` gives upstream's other entry point, ``encode_segment``: the clip is
+zero-padded to a multiple of 9,600 samples (``wave_pad``, 0.4 s) and encoded in one pass (cheaper, and what
+``training_output`` always does; tokens differ from ``tokenize``'s). The tiny size defaults to that, as it is
+trained on padded clips.
+
 Differences from upstream:
 - FiLM's 20 % conditioning dropout is applied in training only; upstream also applies it while encoding
   (``fetch_codes_batch``), which makes its tokens random. Here encoding is deterministic.
@@ -39,12 +49,17 @@ Differences from upstream:
   FiLM path and the decoder condition (the tiny recipe does this); the paper trains it with text first.
 - Tokens: the reconstruction stream is the primary id grid; the reasoning ids travel as
   ``Tokens.side["reasoning"]`` with their codebooks and rate in ``meta``. Token counts are trimmed to
-  ``ceil(T / hop)`` of the unpadded input (upstream keeps ``int(T / hop) + 1``).
+  ``ceil(T / hop)`` of the unpadded input (upstream keeps ``int(T / hop) + 1``: one more frame, past the end of
+  the clip, when ``T`` is a whole number of hops).
+- The SQ-Codec can come from a local file (``sqcodec_pretrained="path/to/sqcodec.pth"``, upstream's layout, or a
+  zoo name or folder); only when none is given does ``load_upstream`` fetch ``sqcodec.pth``
+  from the Hub.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -363,8 +378,10 @@ class ReasoningCodec(AudioTokenizer):
         cfg_dropout: training probability of zeroing the whole decoder condition (for classifier-free guidance).
         dit_width, dit_depth, dit_heads: the flow-matching DiT (1536, 32, 24).
         sqcodec, sqcodec_args: registry name and overrides of the SQ-Codec whose latents the decoder generates.
-        sqcodec_pretrained: weights for it, by anything ``zoo.load`` takes (``"sqcodec.uniaudio2"``: upstream's
-            ``sqcodec.pth``); read when the model is built (a saved codec carries them in its own weights).
+        sqcodec_pretrained: weights for it: a local upstream ``sqcodec.pth`` file or anything ``zoo.load``
+            takes (``"sqcodec.uniaudio2"`` downloads upstream's file); read when the model
+            is built (a saved codec carries them in its own weights, and its config forgets the path). What is
+            loaded here is also what ``load_upstream`` uses: it downloads ``sqcodec.pth`` only without it.
         train_sqcodec: train the SQ-Codec jointly (tiny) instead of keeping it frozen (paper: ``sqcodec.pth``).
         stage: which parts train (upstream's stages): ``"joint"`` everything; ``"reasoning"`` (A) the reasoning
             branch only; ``"reconstruction"`` (B) all but the reasoning branch; ``"decoder"`` (C) the decoder
@@ -373,6 +390,9 @@ class ReasoningCodec(AudioTokenizer):
         prompt_prob: training probability that an item gets an in-context latent prefix (up to 25 %).
         decode_steps, cfg_scale, decode_window, decode_seed: Euler steps, guidance scale, frames per decoding
             window (30 s = 750 latent frames, 25 % overlap) and the seed of the starting noise.
+        encode_repeat: encode as upstream's official ``tokenize`` (repeat the clip into windows of
+            ``encode_window + encode_overhang`` samples, 30 s + 240, encoded ``encode_batch`` windows at a time);
+            ``False``: zero-pad to a multiple of 9,600 samples and encode once (upstream's ``encode_segment``).
     """
 
     def __init__(
@@ -417,6 +437,10 @@ class ReasoningCodec(AudioTokenizer):
         cfg_scale: float = 1.5,
         decode_window: int = 750,
         decode_seed: int = 0,
+        encode_repeat: bool = True,
+        encode_window: int = 720000,
+        encode_overhang: int = 240,
+        encode_batch: int = 6,
     ) -> None:
         super().__init__()
         if stage not in STAGES:
@@ -428,7 +452,14 @@ class ReasoningCodec(AudioTokenizer):
         self.hop_length = sample_rate * 2 // 25  # 12.5 Hz reconstruction frames
         self.reasoning_hop = self.hop_length * query_interval // 2  # 5 Hz with the default interval
         self.latent_hop = self.hop_length // 2  # 25 Hz decoder / SQ-Codec frames
-        self.pad_multiple = math.lcm(self.hop_length, self.reasoning_hop) * 2
+        # Upstream's ``wave_pad``: 9,600 samples = 5 reconstruction frames = 2 reasoning frames.
+        self.pad_multiple = math.lcm(self.hop_length, self.reasoning_hop)
+        if encode_repeat and encode_window % self.pad_multiple:
+            raise ValueError(
+                f"encode_window must be a multiple of {self.pad_multiple} samples, got {encode_window}"
+            )
+        self.encode_repeat, self.encode_window = encode_repeat, encode_window
+        self.encode_overhang, self.encode_batch = encode_overhang, encode_batch
         self.film_scale, self.cond_dropout, self.feature_weight = film_scale, cond_dropout, feature_weight
         self.prompt_prob = prompt_prob
         self.decode_steps, self.cfg_scale = decode_steps, cfg_scale
@@ -486,10 +517,13 @@ class ReasoningCodec(AudioTokenizer):
         estimator = DiT1d(2 * latent_dim + dim, latent_dim, width=dit_width, depth=dit_depth, heads=dit_heads)
         self.cfm_wrapper = ConditionalFlowMatching(estimator, latent_dim, dim, cond_drop_prob=cfg_dropout)
 
+        # True once the SQ-Codec holds real weights (so the converter need not fetch sqcodec.pth).
+        self.sqcodec_loaded = False
         if sqcodec_pretrained is not None:
-            from ...hub import load
-
-            self.sqcodec.load_state_dict(load(sqcodec_pretrained).state_dict())
+            self.sqcodec.load_state_dict(_local_sqcodec_state(sqcodec_pretrained, self.sqcodec))
+            self.sqcodec_loaded = True
+            # The weights now live in this model's state dict: a saved model must not need the file again.
+            self.update_config(sqcodec_pretrained=None)
 
         self._teachers = TeacherSet()
         self._text_lm: Callable[..., torch.Tensor] | None = None
@@ -645,13 +679,14 @@ class ReasoningCodec(AudioTokenizer):
         frames = {"whisper": 4, "phone": 4, "acoustic": 2, "semantic": 2}
         out = {}
         for role, per_token in frames.items():
+            # Upstream cuts every feature to whole reconstruction frames (a 30 s + 240 window: 375 frames).
             n = x.shape[-1] // self.hop_length * per_token
             value = features[role]
-            if value.shape[1] != self.dims[role] or value.shape[-1] != n:
+            if value.shape[1] != self.dims[role] or value.shape[-1] < n:
                 raise RuntimeError(
                     f"teacher feature {role!r} has shape {tuple(value.shape)}; expected [B, {self.dims[role]}, {n}]"
                 )
-            out[role] = value.to(self.cond_feature_emb.weight.dtype)
+            out[role] = value[..., :n].to(self.cond_feature_emb.weight.dtype)
         return out
 
     def _film(self, cond: torch.Tensor, features: torch.Tensor, layer: nn.Linear, keep: torch.Tensor | None):
@@ -700,6 +735,38 @@ class ReasoningCodec(AudioTokenizer):
     @staticmethod
     def _rec_ids(enc: Mapping[str, QuantizerOutput]) -> torch.Tensor:
         return torch.cat([enc["phone"].ids, enc["semantic"].ids, enc["acoustic"].ids], dim=1)
+
+    def repeat_windows(self, x: torch.Tensor) -> torch.Tensor:
+        """One clip ``[1, 1, T]`` -> upstream ``audio2token``'s windows ``[N, 1, encode_window + encode_overhang]``.
+
+        The clip is doubled until it fills one window, ``N = len // encode_window + 1`` windows are cut from it
+        doubled once more, so a short clip becomes a loop of itself and a long one wraps round to its start.
+        """
+        size = self.encode_window + self.encode_overhang
+        looped = x
+        while looped.shape[-1] < size:
+            looped = torch.cat([looped, looped], dim=-1)
+        count = looped.shape[-1] // self.encode_window + 1
+        looped = torch.cat([looped, looped], dim=-1)[..., : count * size]
+        return looped.reshape(count, 1, size)
+
+    def _encode_ids(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reasoning and reconstruction ids ``[B, 8, F5]``, ``[B, 8, F]`` of raw audio by the configured entry point."""
+        if not self.encode_repeat:
+            enc = self._encode(self._pad(x))
+            return enc["reasoning"].ids, self._rec_ids(enc)
+        reasoning, reconstruction = [], []
+        for item in x:  # upstream tokenizes one clip at a time
+            windows = self.repeat_windows(item[None])
+            parts = [
+                self._encode(windows[i : i + self.encode_batch])
+                for i in range(0, len(windows), self.encode_batch)
+            ]
+            # windows follow each other in time: [N, 8, F] -> [1, 8, N * F]
+            for out, key in ((reasoning, "reasoning"), (reconstruction, None)):
+                ids = torch.cat([p["reasoning"].ids if key else self._rec_ids(p) for p in parts])
+                out.append(ids.permute(1, 0, 2).reshape(1, ids.shape[1], -1))
+        return torch.cat(reasoning), torch.cat(reconstruction)
 
     # ------------------------------------------------------------------ decoder
     def _condition(
@@ -771,9 +838,9 @@ class ReasoningCodec(AudioTokenizer):
         if not streams or set(streams) - set(STREAMS):
             raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {streams}")
         self.check_audio(x)
-        enc = self._encode(self._pad(x))
+        all_reasoning, all_rec = self._encode_ids(x)
         t = x.shape[-1]
-        reasoning_ids = enc["reasoning"].ids[..., : math.ceil(t / self.reasoning_hop)]
+        reasoning_ids = all_reasoning[..., : math.ceil(t / self.reasoning_hop)]
         meta: dict[str, Any] = {"num_samples": int(t), "sample_rate": self.sample_rate}
         reasoning_meta = {
             "reasoning_codebook_sizes": list(self.reasoning_codebook_sizes),
@@ -786,7 +853,7 @@ class ReasoningCodec(AudioTokenizer):
                 codebook_sizes=self.reasoning_codebook_sizes,
                 meta={**meta, "stream": "reasoning", "frame_rate": self.reasoning_tokens_per_second},
             )
-        rec_ids = self._rec_ids(enc)[..., : math.ceil(t / self.hop_length)]
+        rec_ids = all_rec[..., : math.ceil(t / self.hop_length)]
         side = {"reasoning": reasoning_ids} if "reasoning" in streams else {}
         meta.update({"stream": "reconstruction", "frame_rate": self.tokens_per_second})
         if side:
@@ -940,8 +1007,9 @@ def convert_reasoningcodec(
     (``layers.{i}._codebook.{embed, embed_avg, cluster_size}`` with a leading axis of 1) become
     ``layers.{i}.{codebook, embed_sum, cluster_size}``; every other key keeps its name. The SQ-Codec is not in
     upstream's checkpoint (it ships as ``sqcodec.pth``): its weights come from ``sqcodec_state_dict`` (zoo
-    layout, with or without the ``sqcodec.`` prefix) or, when ``model`` is given and neither has them, are
-    downloaded from the same Hub repo and converted by the SQ-Codec's own converter.
+    layout, with or without the ``sqcodec.`` prefix), else from ``model`` when it was built with a local
+    SQ-Codec (``sqcodec_pretrained``: nothing is downloaded), else they are downloaded from the same Hub repo
+    and converted by the SQ-Codec's own converter (an error names the file when that is impossible).
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
@@ -958,7 +1026,7 @@ def convert_reasoningcodec(
     if not any(k.startswith("sqcodec.") for k in out):
         sq = sqcodec_state_dict
         if sq is None and model is not None:
-            sq = _download_sqcodec(model)
+            sq = model.sqcodec.state_dict() if model.sqcodec_loaded else _download_sqcodec(model)
         for key, value in (sq or {}).items():
             out[key if key.startswith("sqcodec.") else f"sqcodec.{key}"] = value
     return out
@@ -972,10 +1040,39 @@ def _download_sqcodec(model: ReasoningCodec) -> dict[str, torch.Tensor]:
     from ...hub import download, read_state_dict
 
     _, cfg = get_pretrained_cfg("sqcodec.uniaudio2")
-    fetched = download(cfg.hf_hub_id, cfg.filename, revision=cfg.revision)
+    try:
+        fetched = download(cfg.hf_hub_id, cfg.filename, revision=cfg.revision)
+    except Exception as exc:  # offline, no access, hub errors: all mean the same to the user
+        raise FileNotFoundError(
+            f"ReasoningCodec's decoder needs the SQ-Codec weights {cfg.filename} (Hub repo {cfg.hf_hub_id}), "
+            f"which could not be fetched ({type(exc).__name__}: {exc}). Download {cfg.filename} and pass "
+            f"sqcodec_pretrained='path/to/{cfg.filename}' (or a zoo SQ-Codec name or folder)."
+        ) from exc
     module = importlib.import_module(type(model.sqcodec).__module__)
     converter = getattr(module, str(cfg.converter))
     return converter(read_state_dict(fetched.path, cfg.checkpoint_key), model.sqcodec)
+
+
+def _local_sqcodec_state(source: Any, target: nn.Module) -> dict[str, torch.Tensor]:
+    """SQ-Codec weights in the zoo layout from an upstream ``sqcodec.pth`` file (``{"codec_model": ...}``,
+    converted by `convert_sqcodec`), a model instance, or anything ``zoo.load`` takes."""
+    from pathlib import Path
+
+    if isinstance(source, nn.Module):
+        return source.state_dict()
+    path = Path(os.fspath(source))
+    if path.is_file():
+        import importlib
+
+        from ...hub import read_state_dict
+
+        module = importlib.import_module(type(target).__module__)
+        return module.convert_sqcodec(read_state_dict(path, ("codec_model", None)), target)
+    if path.suffix in (".pth", ".pt", ".ckpt", ".bin", ".safetensors"):
+        raise FileNotFoundError(f"SQ-Codec weights {path}: no such file")
+    from ...hub import load
+
+    return load(source).state_dict()
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -1006,6 +1103,7 @@ _TINY: dict[str, Any] = {
     "train_sqcodec": True,
     "stage": "joint",
     "decode_steps": 4,
+    "encode_repeat": False,  # trained on zero-padded clips (see training_output)
 }
 
 
@@ -1030,7 +1128,7 @@ def reasoningcodec_tiny(**kwargs: Any) -> ReasoningCodec:
     return build(ReasoningCodec, "reasoningcodec_tiny", _TINY, kwargs)
 
 
-_UPSTREAM = "https://github.com/yangdongchao/UniAudio2/tree/main/tools/tokenizer/ReasoningCodec_film"
+_UPSTREAM = "https://github.com/yangdongchao/UniAudio2 @ dea57db (tools/tokenizer/ReasoningCodec_film)"
 for _name, _file, _what in (
     ("reasoningcodec.uniaudio2", "ReasoningCodec.checkpoint", "8192-code reconstruction codebooks"),
     ("reasoningcodec_1024.uniaudio2", "ReasoningCodec_1024.checkpoint", "1024-code reconstruction codebooks"),
@@ -1046,8 +1144,10 @@ for _name, _file, _what in (
             paper="arXiv:2602.04683",
             upstream=_UPSTREAM,
             description=(
-                f"UniAudio 2.0 ReasoningCodec ({_what}); the SQ-Codec comes from sqcodec.pth in the same repo and "
-                "the teachers (whisper-medium/, wavlm/, music_ssl.pt) must be passed as local paths to encode."
+                f"UniAudio 2.0 ReasoningCodec ({_what}); the SQ-Codec comes from sqcodec.pth in the same repo (or "
+                "a local copy: sqcodec_pretrained='sqcodec.pth') and the teachers (whisper-medium/, wavlm/, "
+                "music_ssl.pt) must be passed as local paths to encode. Encodes as upstream's tokenize() "
+                "(30 s windows of the looped clip)."
             ),
         ),
     )

@@ -25,6 +25,12 @@ Differences from upstream:
 - upstream's ``ScalarModel.encode`` returns the tanh output *before* rounding (its ``decode`` rounds first);
   ``encode_latents`` here returns the rounded latents by default (``quantize=False`` gives upstream's).
 
+Latents are rounded as upstream's ``ScalarModel.decode`` does, without clamping: generated latents (ReasoningCodec's
+flow-matching decoder) can leave ``[-1, 1]`` and then decode to values past ``+-1`` exactly as upstream decodes them.
+``clamp_latents=True`` clamps to ``[-1, 1]`` first (a guard for latents from an untrained or foreign generator; not
+upstream's behaviour). Ids are always clamped to ``[0, 2 levels]``, since ids outside the vocabulary do not exist
+(encoder outputs are tanh, so this never changes an encoded id).
+
 The paper-size configuration (``sqcodec``: 24 kHz, 136 channels at 25 Hz) is **not verified**: upstream's
 ``sqcodec_config.yaml`` lives only in the Hugging Face repo ``Dongchao/UniAudio2_ckpt``, which could not be read.
 What is certain from the ReasoningCodec code: 24 kHz, 25 latent frames per second (hop 960) and 136 channels.
@@ -191,6 +197,7 @@ class SQCodec(AudioTokenizer):
         res_kernel_size: kernel of the residual units.
         causal: causal convolutions everywhere except the decoder's first conv.
         levels: quantization scale (values ``k / levels``, ``k = -levels..levels``).
+        clamp_latents: clamp latents to ``[-1, 1]`` before rounding them for decoding (upstream does not).
     """
 
     def __init__(
@@ -209,6 +216,7 @@ class SQCodec(AudioTokenizer):
         res_kernel_size: int = 7,
         causal: bool = True,
         levels: int = 9,
+        clamp_latents: bool = False,
     ) -> None:
         super().__init__()
         down = tuple(int(s) for s in downsample_factors)
@@ -236,6 +244,7 @@ class SQCodec(AudioTokenizer):
         self.hop_length = hop
         self.latent_dim = latent_dim
         self.levels = levels
+        self.clamp_latents = clamp_latents
         n = len(down)
         k = default_kernel_size
         encoder: list[nn.Module] = [CausalConv1d(1, init_channel, k, causal=causal)]
@@ -281,10 +290,11 @@ class SQCodec(AudioTokenizer):
         return scalar_quantize(z, self.levels) if quantize else z
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, latent_dim, F]`` (any real values: rounded first, as upstream) -> audio ``[B, 1, F * hop]``."""
+        """Latents ``[B, latent_dim, F]`` (any real values: rounded first, not clamped, as upstream's ``decode``;
+        clamped to ``[-1, 1]`` first with ``clamp_latents``) -> audio ``[B, 1, F * hop]``."""
         if z.ndim != 3 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latents [B, {self.latent_dim}, F], got {tuple(z.shape)}")
-        x = scalar_quantize(z.clamp(-1, 1), self.levels)
+        x = scalar_quantize(z.clamp(-1, 1) if self.clamp_latents else z, self.levels)
         for layer in self.decoder:
             x = layer(x)
         return x
@@ -417,7 +427,7 @@ register_pretrained(
         checkpoint_key="codec_model",
         license="mit",  # the UniAudio2 readme says MIT (its pyproject: "to be specified")
         paper="arXiv:2602.04683",
-        upstream="https://github.com/yangdongchao/UniAudio2",
+        upstream="https://github.com/yangdongchao/UniAudio2 @ dea57db (tools/tokenizer/ReasoningCodec_film/models/scalar24k.py)",
         description=(
             "SQ-Codec (24 kHz, 25 Hz, 136 channels) shipped with ReasoningCodec. The file's layout "
             "({'codec_model': ScalarModel.state_dict()}, read by upstream's ScalarAE.resume_model) and the "

@@ -36,6 +36,9 @@ __all__: list[str] = ["WavTokenizer", "convert_wavtokenizer"]
 class WavTokenizer(AudioTokenizer):
     """Single-codebook acoustic codec: ``[B, 1, T]`` at 24 kHz -> ids ``[B, ceil(T / hop)]``.
 
+    Inputs of any length are encoded as upstream does (no zero-padding to a whole hop: the encoder's
+    convs reflect-pad inside, see ``encode``); ``decode`` trims to the encoded clip's length.
+
     Args:
         sample_rate: native rate; ``prepare`` resamples everything else to it.
         ratios: SEANet downsampling ratios (decoder order); their product is the hop: ``(8, 5, 4, 2)``
@@ -122,15 +125,20 @@ class WavTokenizer(AudioTokenizer):
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
         """Reconstruct ``x`` ([B, 1, T] at 24 kHz) through the quantizer; the output has ``T`` samples."""
         self.check_audio(x)
-        q = self.quantizer(self.encoder(self.pad_to_hop(x)))
+        q = self.quantizer(self.encoder(x))
         recon = self._reconstruct(q.quantized)[..., : x.shape[-1]]
         return TokenizerOutput(recon=recon, ids=q.ids, losses=q.losses, stats=q.stats)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> Tokens:
-        """Audio ``[B, 1, T]`` at ``sample_rate`` -> ids ``[B, ceil(T / hop)]`` (the end is zero-padded)."""
+        """Audio ``[B, 1, T]`` at ``sample_rate`` -> ids ``[B, ceil(T / hop)]``.
+
+        ``T`` need not be a whole number of hops: as upstream's ``encode_infer``, each SEANet conv
+        reflect-pads its own input (plus the few samples its stride needs), so a clip's last frames are
+        upstream's. Zero-padding the clip to a hop first, as the zoo did, changed the last 4-5 frames.
+        """
         self.check_audio(x)
-        ids = self.quantizer.encode(self.encoder(self.pad_to_hop(x)))
+        ids = self.quantizer.encode(self.encoder(x))
         return self.make_tokens(
             ids=ids,
             grid=tuple(ids.shape[1:]),
@@ -232,7 +240,7 @@ def wavtokenizer_tiny(**kwargs: Any) -> WavTokenizer:
     return build(WavTokenizer, "wavtokenizer_tiny", _TINY, kwargs)
 
 
-_UPSTREAM = "https://github.com/jishengpeng/WavTokenizer"
+_UPSTREAM = "https://github.com/jishengpeng/WavTokenizer @ 5cf440d"
 for _name, _file, _rate, _what in (
     ("wavtokenizer_75.small_libritts", "WavTokenizer_small_320_24k_4096.ckpt", 75, "LibriTTS"),
     ("wavtokenizer_40.small_libritts", "WavTokenizer_small_600_24k_4096.ckpt", 40, "LibriTTS"),

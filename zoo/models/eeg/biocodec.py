@@ -12,11 +12,16 @@ bias) and searching by cosine similarity -> the mirrored decoder (transposed con
 Training: ``0.2 * Huber + 1.0 * multi-scale STFT`` (``zoo.losses.EEGReconstructionLoss``, the ``eeg``
 loss of ``TokenizerModule``) plus the commitment loss; no GAN.
 
-Input handling: upstream pre-processes each TUEG recording per channel by subtracting its median and
-dividing by its interquartile range, and clips the result to +-10 when loading windows
-(``normalisation="median_iqr"``, ``clip=10``); the model itself runs with ``normalize=False``.
-``encode`` does the same over whatever recording it is given and stores the per-channel median and IQR
-in ``Tokens.side``, so ``decode`` returns the input's units.
+Input handling, as upstream's pretraining data: ``datasets/ch2file.py`` subtracts each channel's median
+over the whole (250 Hz) recording and divides by ``scipy.stats.iqr + 1e-6``, in float32, then keeps whole
+5 s windows; ``datasets/h5_dataset_eeg.py`` clips them to +-10 and resamples with
+``torchaudio.functional.resample`` (``normalisation="median_iqr"``, ``clip=10``; the model itself runs
+with ``normalize=False``). No filter is applied. ``prepare`` resamples with the same torchaudio sinc
+filter; ``encode`` normalises over whatever recording it is given (bit-identical to ``ch2file.py``) and
+stores the per-channel median and IQR in ``Tokens.side``, so ``decode`` returns the input's units.
+``encode(x, drop_partial=True)`` keeps whole windows only, as upstream; by default the remainder is
+zero-padded into one more window. ``benchmarks/upstream_parity.py biocodec`` checks the whole path
+against upstream's code on real recordings.
 
 Differences from upstream:
 - the code search follows upstream's modified EnCodec codebook (cosine similarity, unit-norm codes), but
@@ -28,8 +33,9 @@ Differences from upstream:
   of 0.5 instead of 0.25; the default keeps the paper's 0.25.
 - the tiny size sets ``sphere_commitment`` (commitment on the unit-normalised projection): upstream's
   raw-projection commitment lets the projections' norm run away at the learning rates of short CPU runs.
-- ``encode`` windows a whole recording (any length, optional overlap) and overlap-adds the decoded windows
-  with linear cross-fades; upstream tokenizes pre-cut 5 s windows.
+- ``encode`` windows a whole recording (any length, optional overlap, the remainder zero-padded unless
+  ``drop_partial``) and overlap-adds the decoded windows with linear cross-fades; upstream tokenizes
+  pre-cut 5 s windows.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
@@ -172,7 +179,25 @@ class BioCodec(EEGTokenizer):
 
     def encode_windows(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised windows ``[N, 1, window_samples]`` -> ids ``[N, num_quantizers, frames]``."""
-        return self.quantizer.encode(self.encoder(x))
+        return self.residual_search(self.encoder(x))
+
+    @torch.no_grad()
+    def residual_search(self, z: torch.Tensor) -> torch.Tensor:
+        """Ids ``[N, num_quantizers, frames]`` of encoder frames ``z [N, dimension, frames]``, searched as
+        upstream's codebooks search (``core_vq.EuclideanCodebook.quantize``): the largest float32 cosine
+        similarity between the normalised projection and the normalised codes. The quantizer's own search
+        minimises ``|c|^2 - 2 x.c``, the same ranking in exact arithmetic, but its rounding can order a
+        near-tie (about one id in a million) the other way."""
+        residual = z.float()
+        ids = []
+        for layer in self.quantizer.layers:
+            projected = layer.project_in(residual.transpose(1, 2))  # [N, frames, codebook_dim]
+            rows = F.normalize(projected.reshape(-1, projected.shape[-1]), p=2, dim=1)
+            similarity = rows @ F.normalize(layer.codebook, p=2, dim=1).t()
+            index = similarity.max(dim=-1).indices.view(projected.shape[:-1])
+            residual = residual - layer.project_out(F.embedding(index, layer.output_codes())).transpose(1, 2)
+            ids.append(index)
+        return torch.stack(ids, 1)
 
     def decode_windows(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids ``[N, num_quantizers, frames]`` -> normalised windows ``[N, 1, window_samples]``."""

@@ -6,6 +6,19 @@ class ``TFM_VQVAE2_deep`` in its "2x2x8" configuration (``get_tfm_tokenizer_2x2x
 ``tfm_tokenizer_token_learning.py`` with ``configs/tfm_tokenizer_training_configs.yaml``; the PyHealth
 port (sunlabuiuc/PyHealth ``pyhealth/models/tfm_tokenizer.py``) has the same inference path.
 
+Preprocessing (``prepare`` and ``encode``), as upstream's data scripts and loaders for the released
+checkpoints: ``datasets_processing/TUAB/process.py`` and ``TUEV/process.py`` read the EDF with MNE, band-pass
+0.1-75 Hz (``raw.filter``), notch 50 Hz (``raw.notch_filter``: the scripts say 50 although TUH was
+recorded on 60 Hz mains) and resample to 256 Hz (``raw.resample``), all with MNE's defaults, and store
+10 s (TUAB) or 5 s (TUEV) windows; ``CHB-MIT/process_*.py`` reads its 256 Hz EDFs unfiltered in 10 s
+windows. ``datasets/data_loaders.py`` then resamples each stored window to 200 Hz on its own
+(``scipy.signal.resample``) and divides each channel of it by ``quantile(|x|, 0.95) + 1e-8`` (in the
+stored unit: volts for TUAB, microvolts for the others). ``prepare`` does the same on any recording
+(``highpass``, ``lowpass``, ``notch``, ``preprocess_rate``; MNE's filter design is reimplemented in
+``zoo.io.eeg`` so MNE is not needed) and ``encode`` normalises every window on its own; each tag sets
+its dataset's window length and filters. A constant offset therefore changes no id when the high-pass is
+on (its DC gain is zero).
+
 Structure, per channel of a 200 Hz window divided by its 95th percentile of ``|x|``:
 - magnitude STFT (n_fft 200 = 1 s Hann, hop 100, no centring, no log), first 100 bins -> ``S [100, F]``;
 - frequency path, per frame: Conv1d(1->64, k5, s5) over the 100 bins (20 patches) and two 1x1 convs,
@@ -30,6 +43,10 @@ Its waveform matches the input's spectral content, not its sample values. The fa
 ``decode_spectrogram``.
 
 Differences from upstream:
+- ``encode`` tokenizes the samples after the last whole window too (zero-padded into one more window);
+  ``encode(x, drop_partial=True)`` keeps whole windows only, as upstream's scripts do. Upstream's
+  filters would refuse a recording whose Nyquist frequency is at or below 75 Hz; ``prepare`` then
+  applies the high-pass alone (and the notch if it fits);
 - the codebook is a buffer moved only by its EMA (upstream also keeps it as a trainable
   ``nn.Embedding`` with a codebook MSE term, but overwrites it from the EMA statistics on every
   forward pass, so that gradient never lasts and the term is left out here);
@@ -43,8 +60,10 @@ Differences from upstream:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -170,6 +189,17 @@ class TFMTokenizer(EEGTokenizer):
             avoids it (the tiny size; measured on the shared EEG, see the card); decoded magnitudes are
             always returned in the input's units.
         griffin_lim_iters: Griffin-Lim iterations of the waveform ``decode``.
+        highpass, lowpass: band-pass edges (Hz) ``prepare`` applies at the recording's own rate with MNE's
+            default FIR design, as upstream's TUAB/TUEV scripts (0.1, 75); ``None`` leaves that side open
+            (CHB-MIT's script filters nothing). A low-pass at or above the Nyquist frequency is skipped.
+        notch: mains frequency (Hz) ``prepare`` notches out with MNE's default notch, after the band-pass;
+            upstream's TUAB/TUEV scripts use 50 (pass 60 for a 60 Hz notch, ``None`` for none).
+        preprocess_rate: rate ``prepare`` resamples the filtered recording to (MNE's FFT resampling)
+            before each window is resampled to 200 Hz on its own (``scipy.signal.resample``), as upstream
+            stores 256 Hz windows and its loaders resample them; ``None`` resamples the whole recording
+            straight to 200 Hz. ``window_samples * preprocess_rate / 200`` must be a whole number.
+        norm_eps: added to each window's 95th percentile before dividing (upstream's 1e-8, in the unit of
+            the stored data: 1e-8 V = 0.01 uV for TUAB, whose script stores volts).
     """
 
     def __init__(
@@ -193,6 +223,11 @@ class TFMTokenizer(EEGTokenizer):
         restart_threshold: float = 0.0,
         spectrogram_scale: float = 1.0,
         griffin_lim_iters: int = 32,
+        highpass: float | None = 0.1,
+        lowpass: float | None = 75.0,
+        notch: float | None = 50.0,
+        preprocess_rate: float | None = 256.0,
+        norm_eps: float = 1e-8,
     ) -> None:
         super().__init__()
         if window_samples < n_fft or window_samples % hop_length or n_fft % hop_length:
@@ -208,6 +243,19 @@ class TFMTokenizer(EEGTokenizer):
         self.window_samples = window_samples
         self.hop_length = hop_length
         self.normalisation = "percentile95"
+        self.normalise_windows = True
+        self.norm_eps = float(norm_eps)
+        self.highpass = None if highpass is None else float(highpass)
+        self.lowpass = None if lowpass is None else float(lowpass)
+        self.notch = None if notch is None else float(notch)
+        self.preprocess_rate = None if preprocess_rate is None else float(preprocess_rate)
+        if self.preprocess_rate is not None:
+            block = window_samples * self.preprocess_rate / self.sample_rate
+            if block != round(block):
+                raise ValueError(
+                    f"window_samples ({window_samples}) x preprocess_rate ({preprocess_rate:g}) / 200 must be "
+                    "a whole number of samples"
+                )
         self.n_fft, self.n_freq, self.n_freq_patch = n_fft, n_freq, n_freq_patch
         self.griffin_lim_iters = griffin_lim_iters
         if not spectrogram_scale > 0:
@@ -258,6 +306,50 @@ class TFMTokenizer(EEGTokenizer):
 
     def last_layer(self) -> torch.Tensor:
         return self.spectrum_head[-1].weight
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return {
+            **super().input_spec,
+            "normalised_per": "window",
+            "highpass": self.highpass,
+            "lowpass": self.lowpass,
+            "notch": self.notch,
+            "preprocess_rate": self.preprocess_rate,
+        }
+
+    # ------------------------------------------------------------------ preprocessing
+    def prepare(
+        self,
+        media: Any,
+        *,
+        path: str | Path | None = None,
+        channels: list[str] | None = None,
+    ) -> torch.Tensor:
+        """An ``EEGRecording`` -> ``[1, C, T]`` at 200 Hz, preprocessed as upstream's data scripts do:
+        band-pass ``highpass``-``lowpass`` and ``notch`` at the recording's rate (MNE's default FIR
+        designs, see ``zoo.io.eeg``), MNE's FFT resampling to ``preprocess_rate``, then every
+        ``window_samples``-long stretch resampled to 200 Hz on its own (``scipy.signal.resample``), so
+        ``encode``'s windows are exactly upstream's. Channels are picked and checked as
+        :meth:`EEGTokenizer.prepare` does."""
+        from ...io.eeg import apply_fir, blockwise_resample, fft_resample, fir_kernel, notch_kernel
+
+        rec = self.checked_recording(media, path=path, channels=channels)
+        rate = rec.sample_rate
+        data = rec.data.double().numpy()
+        lowpass = self.lowpass if self.lowpass is not None and self.lowpass < rate / 2 else None
+        kernel = fir_kernel(rate, self.highpass, lowpass)
+        if kernel is not None:
+            data = apply_fir(data, kernel)
+        if self.notch is not None and self.notch * (1 + 1 / 400) + 0.5 <= rate / 2:
+            data = apply_fir(data, notch_kernel(rate, self.notch))
+        if self.preprocess_rate is None:
+            data = fft_resample(data, rate, self.sample_rate)
+        else:
+            data = fft_resample(data, rate, self.preprocess_rate)
+            block = round(self.window_samples * self.preprocess_rate / self.sample_rate)
+            data = blockwise_resample(data, block, self.window_samples)
+        return torch.from_numpy(np.ascontiguousarray(data)).float()[None]
 
     # ------------------------------------------------------------------ pieces
     def check_windows(self, x: torch.Tensor) -> None:
@@ -362,8 +454,10 @@ class TFMTokenizer(EEGTokenizer):
         spec = self.decode_windows_spectrogram(ids.reshape(-1, frames)).reshape(
             b, c, count, self.n_freq, frames
         )
-        gain = tokens.side.get("gain", torch.ones(b, c)).to(spec)
-        return spec * gain[..., None, None, None]
+        gain = self.side_statistics(tokens)[1].to(spec)
+        if gain.ndim == 2:  # one gain per channel (tokens from before per-window normalisation)
+            gain = gain[..., None]
+        return spec * gain[..., None, None]
 
 
 # ---------------------------------------------------------------------------------------------- converter
@@ -436,22 +530,37 @@ def tfm_tokenizer_tiny(**kwargs: Any) -> TFMTokenizer:
 
 
 _REPO = "https://github.com/Jathurshan0330/TFM-Tokenizer"
-_WEIGHTS = {
+_COMMIT = "d716ab9"
+# (folder, what, constructor arguments): each tag preprocesses as its dataset's upstream script did
+_WEIGHTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "multi_dataset": (
         "multiple_dataset_settings/Pretrained_tfm_tokenizer_2x2x8",
-        "trained on TUAB + TUEV + CHB-MIT together (the paper's multi-dataset setting)",
+        (
+            "trained on TUAB + TUEV + CHB-MIT together (the paper's multi-dataset setting); loads with TUEV's "
+            "preprocessing (5 s windows, 0.1-75 Hz band-pass, 50 Hz notch)"
+        ),
+        {},
     ),
-    "tuev": ("single_dataset_settings/TUEV_tfm_tokenizer_2x2x8", "trained on TUEV (5 s windows)"),
+    "tuev": (
+        "single_dataset_settings/TUEV_tfm_tokenizer_2x2x8",
+        "trained on TUEV: 5 s windows, 0.1-75 Hz band-pass, 50 Hz notch",
+        {},
+    ),
     "tuab": (
         "single_dataset_settings/TUAB_tfm_tokenizer_2x2x8",
-        "trained on TUAB (10 s windows: pass window_samples=2000 to zoo.load_upstream)",
+        (
+            "trained on TUAB: 10 s windows, 0.1-75 Hz band-pass, 50 Hz notch (TUAB's script stores volts, so "
+            "its 1e-8 guard is 0.01 uV)"
+        ),
+        {"window_samples": 2000, "norm_eps": 1e-2},
     ),
     "chbmit": (
         "single_dataset_settings/CHBMIT_tfm_tokenizer_2x2x8",
-        "trained on CHB-MIT (10 s windows: pass window_samples=2000 to zoo.load_upstream)",
+        "trained on CHB-MIT: 10 s windows, no filtering (CHB-MIT's script filters nothing)",
+        {"window_samples": 2000, "highpass": None, "lowpass": None, "notch": None},
     ),
 }
-for _tag, (_folder, _what) in _WEIGHTS.items():
+for _tag, (_folder, _what, _args) in _WEIGHTS.items():
     register_pretrained(
         f"tfm_tokenizer.{_tag}",
         PretrainedCfg(
@@ -461,13 +570,14 @@ for _tag, (_folder, _what) in _WEIGHTS.items():
             checkpoint_key=("state_dict", None),  # a Lightning checkpoint or the bare state dict
             license="MIT",
             paper="arXiv:2502.16060",
-            upstream=f"{_REPO} (file pretrained_weigths/{_folder}/tfm_tokenizer_last.pth)",
+            upstream=f"{_REPO} @ {_COMMIT} (file pretrained_weigths/{_folder}/tfm_tokenizer_last.pth)",
             description=(
                 f"TFM-Tokenizer 2x2x8 {_what}. The weights are in the authors' GitHub repository, not on "
                 f"the Hub: download pretrained_weigths/{_folder}/tfm_tokenizer_last.pth from {_REPO} by "
                 f"hand, then zoo.load_upstream('tfm_tokenizer.{_tag}', path).save_pretrained(dir) and "
-                "zoo.load(dir)."
+                "zoo.load(dir). Override the preprocessing with load_upstream(..., notch=60.0) and the like."
             ),
+            model_args=_args,
         ),
     )
-del _tag, _folder, _what
+del _tag, _folder, _what, _args

@@ -24,6 +24,9 @@ replaces the distillation terms by the trainer's L1 + LPIPS + adaptive hinge GAN
 images, each judged by the PatchGAN of its token-count bucket (`zoo.nn.KeyedDiscriminator`), with
 discriminator-only iterations between generator ones (``generator_every: 9``), as upstream.
 
+Input: ``prepare`` reads a photo as upstream's demo and ``evaluate.py`` do (torchvision's ``Resize(256,
+BICUBIC)`` of the short side on the PIL image, ``CenterCrop(256)``; bit-identical on 8-bit files).
+
 Tokens: ``encode(x, target_error=0.05)`` returns ids ``[B, T]`` over the 4096 codes with the kept tokens
 first (in their order) and ``Tokens.lengths`` the per-image count; ``Tokens.side["positions"]`` keeps each
 kept token's latent index, which the decoder's per-index embedding needs because halted tokens need not
@@ -42,6 +45,7 @@ Deliberate differences from upstream (each keeps upstream's outputs at batch siz
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,13 +54,15 @@ from torch import nn
 
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
+from ...errors import MediaError
 from ...nn.transformer import ClipBlock
 from ...quantizers import VectorQuantizer
 from ...tokenizer import ImageTokenizer, TokenizerOutput
 from ...tokens import Tokens
+from .seed import _as_uint8, _pil_bicubic
 from .vqgan_mage import convert_mage
 
-__all__ = ["KARL", "QUALITY_BINS", "convert_karl", "error_bin"]
+__all__ = ["KARL", "QUALITY_BINS", "convert_karl", "error_bin", "torchvision_center_crop"]
 
 # Reconstruction errors (mean L1 in [0, 1] pixels) the quality token can ask for (upstream: no 0.08).
 QUALITY_BINS = (
@@ -249,6 +255,32 @@ class KARL(ImageTokenizer):
 
     def last_layer(self) -> torch.Tensor:
         return self.base.decoder.conv_out.weight
+
+    # ------------------------------------------------------------------ input
+    def prepare(
+        self,
+        media: torch.Tensor,
+        *,
+        path: str | Path | None = None,
+        resolution: int | None = 0,
+        resize: str | None = None,
+    ) -> torch.Tensor:
+        """Resize and centre-crop to a ``resolution`` square as KARL's demo and ``evaluate.py`` do (the default,
+        ``resize="torchvision"``): torchvision's ``Resize(S, BICUBIC, antialias=True)`` on the PIL image (the
+        short side to ``S``, the long side truncated to ``int(S * long / short)``), ``CenterCrop(S)`` (offsets
+        ``round((size - S) / 2)``), ``ToTensor``. On 8-bit images (what ``zoo.io`` reads from 8-bit files) PIL
+        itself resizes the uint8 pixels, so the tensor equals upstream's exactly; deeper images take torch's
+        antialiased bicubic. ``resize="adm"`` or ``"bicubic"`` give the other image tokenizers' crops."""
+        if resize not in (None, "torchvision") or resolution is None:
+            return super().prepare(media, path=path, resolution=resolution, resize=resize)
+        if media.ndim != 3 or media.shape[0] != self.in_channels:
+            raise MediaError(
+                path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}"
+            )
+        size = resolution or self.resolution
+        if size % self.downsample:
+            raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
+        return torchvision_center_crop(media.float(), size)[None]
 
     # ------------------------------------------------------------------ pieces
     def _pos(self, table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -452,6 +484,26 @@ class KARL(ImageTokenizer):
         size = tokens.meta.get("image_size") or [self.resolution, self.resolution]
         grid = (int(size[0]) // self.downsample, int(size[1]) // self.downsample)
         return self.decode_latents(codes, positions.clamp_min(0), grid, ~valid)[2]
+
+
+def torchvision_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``Resize(size, BICUBIC, antialias=True)`` + ``CenterCrop(size)`` of torchvision on a PIL image, for
+    ``x`` ``[C, H, W]`` in ``[0, 1]``: bit-identical to it when ``x`` holds 8-bit values (PIL resizes the
+    uint8 pixels), torch's antialiased bicubic otherwise."""
+    h, w = x.shape[-2:]
+    short, long = min(h, w), max(h, w)
+    new_long = int(size * long / short)  # torchvision truncates the long side
+    new_h, new_w = (size, new_long) if h <= w else (new_long, size)
+    if (new_h, new_w) != (h, w):
+        pixels = _as_uint8(x)
+        if pixels is not None:
+            x = _pil_bicubic(pixels, (new_h, new_w)).to(x.device)
+        else:
+            x = F.interpolate(
+                x[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True
+            )[0].clamp(0, 1)
+    top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)  # banker's rounding, as torchvision
+    return x[:, top : top + size, left : left + size]
 
 
 # ---------------------------------------------------------------------------------------------- converter

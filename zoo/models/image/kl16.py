@@ -53,6 +53,10 @@ class KL16(ImageTokenizer):
         dropout: dropout inside residual blocks.
     """
 
+    # MAR's main_cache.py (the latents its generators train on) uses ADM's centre crop;
+    # prepare(resize="bicubic") gives the zoo's earlier one-step float bicubic instead.
+    resize = "adm"
+
     def __init__(
         self,
         *,

@@ -409,6 +409,10 @@ class ResTok(ImageTokenizer):
             image level vs. the teacher's class token) plus the decoder's feature stream (vs. patches).
     """
 
+    # ResTok's extract_codes_c2i.py (the codes its HAR generator trains on) uses ADM's centre crop;
+    # prepare(resize="bicubic") gives the zoo's earlier one-step float bicubic instead.
+    resize = "adm"
+
     def __init__(
         self,
         *,
@@ -577,6 +581,14 @@ class ResTok(ImageTokenizer):
         lengths = torch.tensor(self.nested_lengths, device=choice.device)[choice].to(device)
         return torch.arange(self.num_latent_tokens, device=device)[None] < lengths[:, None]
 
+    def drop_alignment(self) -> None:
+        """Remove the teacher projections and the decoder's feature queries, as ``teacher_dim=0`` builds
+        the model. Upstream's inference config (``configs/infer/ResTok/*.yaml``) turns feature supervision
+        off, so checkpoints saved from it lack these three tensors; the converter calls this for them."""
+        self.vf_proj = self.vf_proj_dec = None
+        self.decoder.feat_mask_token = None
+        self.update_config(teacher_dim=0)
+
     def _teacher_model(self) -> nn.Module:
         if not self._teacher:
             import timm
@@ -699,8 +711,13 @@ def convert_restok(
     Strips ``_orig_mod.``/``module.`` prefixes (torch.compile/DDP), drops the frozen foundation model
     and the attention's constant key bias, squeezes the 1x1 conv kernels that became ``nn.Linear`` and
     renames the codebook. The teacher projections and feature queries are dropped when ``model`` has
-    none (``teacher_dim=0``). Any other unknown key is kept, so strict loading reports it.
+    none (``teacher_dim=0``); a checkpoint that lacks all three (saved from upstream's inference config,
+    which turns feature supervision off) makes ``model`` drop them too, as if built with ``teacher_dim=0``.
+    Any other unknown key is kept, so strict loading reports it.
     """
+    names = {key.replace("_orig_mod.", "").removeprefix("module.") for key in state_dict}
+    if model is not None and model.vf_proj is not None and not names & set(_TEACHER_KEYS):
+        model.drop_alignment()
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         key = key.replace("_orig_mod.", "").removeprefix("module.")

@@ -351,6 +351,10 @@ class ReTok(ImageTokenizer):
             nothing is ever downloaded. The teacher is not part of this model's state dict.
     """
 
+    # ReTok's val_ddp.py, reconstruction_ddp.py and extract_codes_c2i.py use ADM's centre crop;
+    # prepare(resize="bicubic") gives the zoo's earlier one-step float bicubic instead.
+    resize = "adm"
+
     def __init__(
         self,
         *,

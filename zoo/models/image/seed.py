@@ -81,6 +81,36 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DECODE_HEADS = ("mlp", "reverse_qformer")
 
 
+def _as_uint8(x: torch.Tensor) -> torch.Tensor | None:
+    """``x`` (``[C, H, W]`` in ``[0, 1]``) as uint8 pixels when it holds 8-bit values (``k / 255``), else None."""
+    scaled = x.detach().cpu() * 255
+    pixels = scaled.round()
+    if bool(((scaled - pixels).abs() > 1e-3).any()) or bool(((pixels < 0) | (pixels > 255)).any()):
+        return None
+    return pixels.to(torch.uint8)
+
+
+def _pil_bicubic(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """PIL's ``resize(size, BICUBIC)`` of uint8 ``[C, H, W]`` pixels -> float ``[C, h, w]`` in ``[0, 1]``
+    (``ToTensor``'s scaling); other channel counts than 3 go through PIL one plane at a time."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    array = pixels.permute(1, 2, 0).contiguous().numpy()
+    if array.shape[-1] == 3:  # an RGB image, as upstream's ``convert("RGB")`` makes
+        out = np.asarray(Image.fromarray(array).resize((w, h), Image.Resampling.BICUBIC))
+    else:
+        out = np.stack(
+            [
+                np.asarray(Image.fromarray(array[..., c]).resize((w, h), Image.Resampling.BICUBIC))
+                for c in range(array.shape[-1])
+            ],
+            axis=-1,
+        )
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).float() / 255
+
+
 class PixelDecoder(nn.Module):
     """Embedding ``[B, E]`` -> image ``[B, 3, S, S]`` in ``[-1, 1]``: a linear map to a ``seed_channels``
     x ``S / 2^(n-1)`` grid, then the taming convolutional decoder (``n = len(channel_mult)`` stages)."""
@@ -356,8 +386,15 @@ class SEED(ImageTokenizer):
             )
 
     def prepare(self, media: torch.Tensor, *, path: Any = None, resolution: int | None = 0) -> torch.Tensor:
-        """Stretch (no crop) to ``resolution`` with PIL-style antialiased bicubic, rounded to 8 bits as PIL's
-        ``Resize((224, 224), BICUBIC)`` in SEED's processor does."""
+        """Stretch (no crop) to ``resolution`` as SEED's processor does: ``Resize((224, 224), BICUBIC)`` on
+        the PIL image (``models/seed_llama_tokenizer.py``), then ``ToTensor``.
+
+        An 8-bit image (every file ``zoo.io`` reads from an 8-bit format) is resized by PIL itself on its
+        uint8 pixels, so the result equals upstream's tensor exactly and so do the ids; PIL's bicubic
+        differs from torch's (fixed-point weights, a support scaled by the reduction, 8-bit rounding), which
+        changed ids. Deeper images, which upstream's ``convert("RGB")`` would cut to 8 bits, keep their
+        precision: they take torch's antialiased bicubic, rounded to 8-bit steps.
+        """
         if media.ndim != 3 or media.shape[0] != self.in_channels:
             raise MediaError(
                 path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}"
@@ -365,11 +402,14 @@ class SEED(ImageTokenizer):
         if resolution not in (0, None, self.resolution):
             raise ValueError(f"SEED reads {self.resolution} px images only, not {resolution}")
         size = (self.resolution, self.resolution)
-        x = media[None].float()
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-            x = (x.clamp(0, 1) * 255).round() / 255
-        return x
+        x = media.float()
+        if tuple(x.shape[-2:]) == size:
+            return x[None]
+        pixels = _as_uint8(x)
+        if pixels is not None:
+            return _pil_bicubic(pixels, size)[None].to(media.device)
+        x = F.interpolate(x[None], size=size, mode="bicubic", align_corners=False, antialias=True)
+        return (x.clamp(0, 1) * 255).round() / 255
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``[0, 1]`` images -> CLIP mean/std normalisation."""

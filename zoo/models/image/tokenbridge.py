@@ -13,6 +13,8 @@ token layout records the channel order TokenBridge's autoregressive head uses
 (``[8, 1, 10, 9, 6, 12, 4, 0, 3, 11, 7, 14, 2, 15, 13, 5]``); ids are stored in the VAE's own order.
 
 With the same latents the ids equal upstream's bit for bit (its float32 level table and mapping).
+``prepare`` reads a photo as ``reconstruction.py`` does (ADM's centre crop at 256 px, bit-identical on
+8-bit files), so real files give upstream's tokens too.
 Upstream tokenizes a posterior *sample*; ``encode`` uses the posterior mean by default so that the
 same image always gives the same tokens, and ``encode(x, sample=True)`` draws as upstream does.
 
@@ -52,6 +54,10 @@ class TokenBridge(KL16):
         channel_order: the AR head's channel order; default upstream's for 16 channels, else identity.
         Other arguments are `KL16`'s.
     """
+
+    # reconstruction.py (TokenBridge's tokenization) and main_cache.py read images with ADM's centre crop
+    # (PIL box halving, PIL bicubic, centre square); prepare(resize="bicubic") gives the float resize.
+    resize = "adm"
 
     def __init__(
         self,

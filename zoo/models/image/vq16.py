@@ -48,6 +48,10 @@ class VQ16(ImageTokenizer):
             (not upstream; 0 disables).
     """
 
+    # LlamaGen's extract_codes_c2i.py, reconstruction_vq_ddp.py and vq_demo.py all use ADM's centre crop;
+    # prepare(resize="bicubic") gives the zoo's earlier one-step float bicubic instead.
+    resize = "adm"
+
     def __init__(
         self,
         *,
@@ -162,7 +166,7 @@ def _rename_llamagen(key: str) -> str:
 def convert_llamagen(
     state_dict: Mapping[str, torch.Tensor], model: VQ16 | None = None
 ) -> dict[str, torch.Tensor]:
-    """Map a LlamaGen ``VQModel`` state dict (``checkpoint["model"]``) onto `VQ16`.
+    """Map a LlamaGen ``VQModel`` state dict (``checkpoint["ema"]``, else ``["model"]``) onto `VQ16`.
 
     Separate q/k/v 1x1 convs are concatenated into one ``qkv`` conv; the usage-tracking buffer
     ``quantize.codebook_used`` is dropped. Any other unknown key is kept, so strict loading reports it.
@@ -219,7 +223,9 @@ register_pretrained(
         hf_hub_id="FoundationVision/LlamaGen",
         filename="vq_ds16_c2i.pt",
         converter="convert_llamagen",
-        checkpoint_key="model",
+        # LlamaGen's reconstruction scripts (reconstruction_vq_ddp.py, vq_demo.py) load "ema" when the
+        # file has it and "model" otherwise; the released vq_ds16_c2i.pt holds "model" only.
+        checkpoint_key=("ema", "model"),
         license="mit",
         paper="arXiv:2406.06525",
         upstream="https://github.com/FoundationVision/LlamaGen @ ce98ec41803a74a90ce68c40ababa9eaeffeb4ec",
