@@ -151,3 +151,27 @@ def test_projected_transformer_names_shapes_and_gradients() -> None:
     assert isinstance(same.input_proj, torch.nn.Identity) and isinstance(same.output_proj, torch.nn.Identity)
     with pytest.raises(ValueError, match=r"expected \[B, 6, T\]"):
         block(torch.randn(1, 5, 3))
+
+
+@pytest.mark.parametrize("context", [3, 7, None])
+def test_long_offline_inputs_attend_in_query_blocks_with_the_same_outputs(context, monkeypatch) -> None:
+    """Above ``query_block`` queries the offline path splits queries into blocks (each against only the keys
+    its window sees) instead of one ``T x T`` mask: the outputs equal the one-call path."""
+    torch.manual_seed(3)
+    model = _transformer(context=context)
+    x = torch.randn(2, 37, 16)
+    whole = model(x)
+    monkeypatch.setattr(type(model.layers[0].self_attn), "query_block", 5)
+    calls = []
+    original = F.scaled_dot_product_attention
+
+    def counting(q, k, v, attn_mask=None, **kw):
+        calls.append((q.shape[2], k.shape[2]))
+        return original(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
+    blocked = model(x)
+    torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=1e-5)
+    assert max(q for q, _ in calls) == 5 and len(calls) == 2 * 8  # 2 layers x ceil(37 / 5) blocks
+    if context is not None:
+        assert max(k for _, k in calls) <= 5 + context - 1  # never the whole sequence of keys

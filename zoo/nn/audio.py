@@ -356,8 +356,10 @@ class _AttnBlock1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
-        q, k, v = (m(h).transpose(1, 2) for m in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        # contiguous [B, 1, T, C]: strided inputs send CPU attention to its T x T math path (17 GB for a
+        # minute of wavtokenizer_tiny); contiguous ones take the fused kernel, whose memory is O(T)
+        q, k, v = (m(h).transpose(1, 2)[:, None].contiguous() for m in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v)[:, 0]
         return x + self.proj_out(out.transpose(1, 2))
 
 
