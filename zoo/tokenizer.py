@@ -53,6 +53,21 @@ class Tokenizer(ZooModel):
     `ZooModel`, which generators share.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("encode", "encode_windows", "decode"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_zoo_casts_inputs", False):
+                setattr(cls, name, _casting_inputs(method))
+
+    @property
+    def compute_dtype(self) -> torch.dtype | None:
+        """The floating dtype of the weights (``zoo.load(..., dtype=torch.bfloat16)``); inputs are cast to it."""
+        for tensor in self.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return None
+
     # ------------------------------------------------------------------ token spec
     @property
     def codebook_size(self) -> int | None:
@@ -132,6 +147,31 @@ class Tokenizer(ZooModel):
     def last_layer(self) -> torch.Tensor | None:
         """Weight of the decoder's output layer, for VQGAN's adaptive GAN weight (``None``: unused)."""
         return None
+
+
+def _casting_inputs(method: Any) -> Any:
+    """``method`` with floating tensor inputs (or a ``Tokens``' latents) cast to the model's dtype first, so
+    a model loaded in bf16 or fp16 takes ``prepare``'s float32 output as it is."""
+    import functools
+
+    @functools.wraps(method)
+    def casting(self: Tokenizer, x: Any, *args: Any, **kwargs: Any) -> Any:
+        dtype = self.compute_dtype
+        if dtype is not None and dtype != torch.float32:
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype:
+                x = x.to(dtype)
+            elif isinstance(x, Tokens) and x.latents is not None and x.latents.dtype != dtype:
+                x = _with_latents(x, x.latents.to(dtype))
+        return method(self, x, *args, **kwargs)
+
+    casting._zoo_casts_inputs = True  # type: ignore[attr-defined]
+    return casting
+
+
+def _with_latents(tokens: Tokens, latents: torch.Tensor) -> Tokens:
+    import dataclasses
+
+    return dataclasses.replace(tokens, latents=latents)
 
 
 def check_finite(x: torch.Tensor, what: str = "input") -> None:
