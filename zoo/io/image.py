@@ -231,6 +231,14 @@ def _from_uint8(arr: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return (out.to(torch.float32) / 255.0).to(like.dtype)
 
 
+def pil_bicubic(arr: np.ndarray, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """PIL's ``resize((w, h), BICUBIC)`` of a uint8 [H, W, C] array (from :func:`as_uint8`) -> [C, h, w]
+    in [0, 1] with ``like``'s dtype, as ``ToTensor`` after a PIL resize gives it."""
+    h, w = size
+    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    return _from_uint8(np.asarray(img.resize((w, h), resample=Image.BICUBIC)), like)
+
+
 def center_crop_adm(x: torch.Tensor, size: int) -> torch.Tensor:
     """ADM's centre crop (guided-diffusion ``center_crop_arr``, used by LlamaGen, MAR, ReTok and ResTok's
     code extraction): halve with a box filter while the short side is at least ``2 * size``, resize with

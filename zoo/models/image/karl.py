@@ -55,11 +55,11 @@ from torch import nn
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...errors import MediaError
+from ...io.image import as_uint8, pil_bicubic
 from ...nn.transformer import ClipBlock
 from ...quantizers import VectorQuantizer
 from ...tokenizer import ImageTokenizer, TokenizerOutput
 from ...tokens import Tokens
-from .seed import _as_uint8, _pil_bicubic
 from .vqgan_mage import convert_mage
 
 __all__ = ["KARL", "QUALITY_BINS", "convert_karl", "error_bin", "torchvision_center_crop"]
@@ -495,9 +495,9 @@ def torchvision_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     new_long = int(size * long / short)  # torchvision truncates the long side
     new_h, new_w = (size, new_long) if h <= w else (new_long, size)
     if (new_h, new_w) != (h, w):
-        pixels = _as_uint8(x)
+        pixels = as_uint8(x)
         if pixels is not None:
-            x = _pil_bicubic(pixels, (new_h, new_w)).to(x.device)
+            x = pil_bicubic(pixels, (new_h, new_w), x).to(x.device)
         else:
             x = F.interpolate(
                 x[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True

@@ -58,6 +58,7 @@ from torch import nn
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...errors import MediaError, MissingPartError
+from ...io.image import as_uint8, pil_bicubic
 from ...nn.conv2d import ConvDecoder2d
 from ...nn.image_teachers import (
     CLIPImageEmbedTeacher,
@@ -79,36 +80,6 @@ logger = logging.getLogger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DECODE_HEADS = ("mlp", "reverse_qformer")
-
-
-def _as_uint8(x: torch.Tensor) -> torch.Tensor | None:
-    """``x`` (``[C, H, W]`` in ``[0, 1]``) as uint8 pixels when it holds 8-bit values (``k / 255``), else None."""
-    scaled = x.detach().cpu() * 255
-    pixels = scaled.round()
-    if bool(((scaled - pixels).abs() > 1e-3).any()) or bool(((pixels < 0) | (pixels > 255)).any()):
-        return None
-    return pixels.to(torch.uint8)
-
-
-def _pil_bicubic(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """PIL's ``resize(size, BICUBIC)`` of uint8 ``[C, H, W]`` pixels -> float ``[C, h, w]`` in ``[0, 1]``
-    (``ToTensor``'s scaling); other channel counts than 3 go through PIL one plane at a time."""
-    import numpy as np
-    from PIL import Image
-
-    h, w = size
-    array = pixels.permute(1, 2, 0).contiguous().numpy()
-    if array.shape[-1] == 3:  # an RGB image, as upstream's ``convert("RGB")`` makes
-        out = np.asarray(Image.fromarray(array).resize((w, h), Image.Resampling.BICUBIC))
-    else:
-        out = np.stack(
-            [
-                np.asarray(Image.fromarray(array[..., c]).resize((w, h), Image.Resampling.BICUBIC))
-                for c in range(array.shape[-1])
-            ],
-            axis=-1,
-        )
-    return torch.from_numpy(out.copy()).permute(2, 0, 1).float() / 255
 
 
 class PixelDecoder(nn.Module):
@@ -405,9 +376,9 @@ class SEED(ImageTokenizer):
         x = media.float()
         if tuple(x.shape[-2:]) == size:
             return x[None]
-        pixels = _as_uint8(x)
+        pixels = as_uint8(x)
         if pixels is not None:
-            return _pil_bicubic(pixels, size)[None].to(media.device)
+            return pil_bicubic(pixels, size, x)[None].to(media.device)
         x = F.interpolate(x[None], size=size, mode="bicubic", align_corners=False, antialias=True)
         return (x.clamp(0, 1) * 255).round() / 255
 
