@@ -8,6 +8,8 @@ saved model can be rebuilt from its config alone (as with huggingface_hub's ``Py
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +154,6 @@ class Tokenizer(ZooModel):
 def _casting_inputs(method: Any) -> Any:
     """``method`` with floating tensor inputs (or a ``Tokens``' latents) cast to the model's dtype first, so
     a model loaded in bf16 or fp16 takes ``prepare``'s float32 output as it is."""
-    import functools
 
     @functools.wraps(method)
     def casting(self: Tokenizer, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -161,17 +162,11 @@ def _casting_inputs(method: Any) -> Any:
             if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype:
                 x = x.to(dtype)
             elif isinstance(x, Tokens) and x.latents is not None and x.latents.dtype != dtype:
-                x = _with_latents(x, x.latents.to(dtype))
+                x = dataclasses.replace(x, latents=x.latents.to(dtype))
         return method(self, x, *args, **kwargs)
 
     casting._zoo_casts_inputs = True  # type: ignore[attr-defined]
     return casting
-
-
-def _with_latents(tokens: Tokens, latents: torch.Tensor) -> Tokens:
-    import dataclasses
-
-    return dataclasses.replace(tokens, latents=latents)
 
 
 def check_finite(x: torch.Tensor, what: str = "input") -> None:
