@@ -30,6 +30,7 @@ with torch.inference_mode():
     tokens = model.encode(x)
     y = model.decode(tokens)
 elapsed = time.perf_counter() - start
+assert y.shape == x.shape, (tuple(y.shape), tuple(x.shape))
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"peak_gib": peak / 2**20, "seconds": elapsed, "input_gib": x.numel() * 4 / 2**30}))
 """

@@ -4,25 +4,17 @@ wavtokenizer_tiny, 5.7 GB for a minute of cat_tiny). Each run is its own process
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-# the peak is read from VmHWM (this process's own address space); ru_maxrss would carry over the high-water
-# mark of the pytest process that forked it
-SCRIPT = """
-import sys, torch, zoo
-torch.set_num_threads(1)
-model = zoo.create(sys.argv[1]).eval()
-x = torch.randn(1, model.channels, int(model.sample_rate * float(sys.argv[2]))) * 0.1
-with torch.inference_mode():
-    tokens = model.encode(x)
-    y = model.decode(tokens)
-assert y.shape == x.shape, (y.shape, x.shape)
-peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(peak_kib / 2**20)
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+# encode + decode in a child, which reports its own VmHWM peak (ru_maxrss would carry pytest's across exec)
+from long_media import WORKER
 
 
 @pytest.mark.parametrize(
@@ -32,12 +24,12 @@ def test_long_audio_encodes_and_decodes_under_a_memory_ceiling(
     arch: str, seconds: int, ceiling_gib: float
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, arch, str(seconds)],
+        [sys.executable, "-c", WORKER, arch, str(seconds), "1"],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    peak = float(done.stdout.strip().splitlines()[-1])
+    peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_gib"]
     assert peak < ceiling_gib, f"{arch}: {seconds} s peaked at {peak:.2f} GiB (ceiling {ceiling_gib} GiB)"
