@@ -30,8 +30,7 @@ import torch
 from parity import adapter_class, available
 from parity.common import DEFAULT_DATA, REPO_ROOT, Row, checkout_commit, compare, recorded_commit, timed
 
-CARD_BEGIN = "<!-- upstream-parity:begin -->"
-CARD_END = "<!-- upstream-parity:end -->"
+from zoo.cards import write_card_section
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:
@@ -77,20 +76,7 @@ def summary(rows: list[Row]) -> dict[str, float | None]:
 
 
 def write_card(card: Path, text: str) -> None:
-    source = card.read_text()
-    block = f"{CARD_BEGIN}\n{text}\n{CARD_END}"
-    if CARD_BEGIN in source:
-        head, _, rest = source.partition(CARD_BEGIN)
-        _, _, tail = rest.partition(CARD_END)
-        source = head + block + tail
-    elif "\n## Provenance" in source:
-        head, _, tail = source.partition("\n## Provenance")
-        source = f"{head}\n## Upstream parity\n\n{block}\n\n## Provenance{tail}"
-    else:
-        source = f"{source.rstrip()}\n\n## Upstream parity\n\n{block}\n"
-    tmp = card.with_suffix(".md.tmp")
-    tmp.write_text(source)
-    tmp.replace(card)
+    write_card_section(card, "upstream-parity", "Upstream parity", text)
 
 
 def main(argv: list[str] | None = None) -> int:

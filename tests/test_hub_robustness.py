@@ -72,9 +72,7 @@ def test_push_with_an_invalid_repo_id_or_no_hub_is_one_line(saved: Path, monkeyp
 def test_a_tiny_size_without_weights_says_how_to_get_them() -> None:
     from zoo.errors import UnknownModelError
 
-    with pytest.raises(
-        UnknownModelError, match=r"zoo train recipes/vq16_tiny.yaml; zoo export runs/vq16_tiny"
-    ):
+    with pytest.raises(UnknownModelError, match=r"zoo train vq16_tiny; zoo export runs/vq16_tiny"):
         zoo.load("vq16_tiny")
 
 

@@ -65,7 +65,9 @@ def test_models_default_to_their_upstream_adm_crop(cls: type) -> None:
         (512, 768, 224),
         (389, 517, 96),
         (300, 451, 256),
-    ],  # halving only / both / twice / upscaling
+        (100, 400, 96),
+        (2048, 128, 64),
+    ],  # halving only / both / twice / upscaling / a 4:1 panorama / 16:1, the widest on the literal path
 )
 def test_adm_crop_is_bit_identical_to_pil(vq16, tmp_path, height: int, width: int, size: int) -> None:
     img = synthetic_photo(height, width)
@@ -75,6 +77,8 @@ def test_adm_crop_is_bit_identical_to_pil(vq16, tmp_path, height: int, width: in
     assert x.shape == (1, 3, size, size) and x.dtype == torch.float32
     expected = as_tensor(adm_reference(Image.open(path).convert("RGB"), size))
     assert torch.equal(x[0], expected)
+    # as `zoo encode` reads it: 8-bit pixels kept as uint8 until PIL has resized them
+    assert torch.equal(vq16.prepare(read_image(path, keep_uint8=True), resolution=size), x)
 
 
 def test_adm_crop_on_a_real_photo(vq16, tmp_path) -> None:

@@ -766,8 +766,8 @@ def test_edf_mixed_rates(tmp_path):
     assert only.sample_rate == 2.0 and only.data.tolist() == [[7.0, 7.0]]
     picked = read_eeg(p, channel_names=["C4", "C3"])
     assert picked.channel_names == ["C4", "C3"] and picked.data[1, 0] == 1.0
-    with pytest.raises(MediaError, match="different sample rates"):
-        read_eeg(p, channel_names=["C3", "Resp"])
+    both = read_eeg(p, channel_names=["C3", "Resp"])  # Resp resampled onto the recording's 8 Hz
+    assert both.sample_rate == 8.0 and both.data[1].tolist() == pytest.approx([7.0] * 8)
     with pytest.raises(MediaError, match=r"no channel\(s\) \['Pz'\]"):
         read_eeg(p, channel_names=["Pz"])
 

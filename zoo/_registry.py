@@ -12,7 +12,6 @@ import fnmatch
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import UnknownModelError
@@ -20,7 +19,6 @@ from .errors import UnknownModelError
 F = TypeVar("F", bound=Callable[..., Any])
 
 MODALITIES = ("image", "audio", "eeg", "svg", "generator")
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -163,11 +161,9 @@ def get_pretrained_cfg(name: str) -> tuple[str, PretrainedCfg]:
         if have:
             hint = f"available: {', '.join(have)}. Use zoo.create({arch!r}) for an untrained model."
         else:
-            recipe = (
-                f"recipes/{arch}.yaml"
-                if (_REPO_ROOT / "recipes" / f"{arch}.yaml").is_file()
-                else "RECIPE.yaml"
-            )
+            from .recipes import packaged_recipes
+
+            recipe = arch if arch in packaged_recipes() else "RECIPE.yaml"
             hint = (
                 f"none are published for this size. Train and export your own "
                 f"(zoo train {recipe}; zoo export runs/{arch} -o {arch}-export) and load the folder "

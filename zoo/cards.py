@@ -1,45 +1,36 @@
 """Model cards: ``README.md`` files rendered from ``model_cards/<family>.md`` templates.
 
 Templates are Jinja (huggingface_hub's ``ModelCard.from_template``); their YAML header comes from
-``ModelCardData`` (license, library name, tags, datasets, metrics). A family without a template
-uses ``model_cards/default.md``; outside a source checkout a built-in copy of it is used.
+``ModelCardData`` (license, library name, tags, datasets, metrics). A family without a template uses
+``model_cards/default.md``. The templates ship inside the package (``zoo._shipped``), so a ``pip install``
+renders the same cards as a checkout.
 """
 
 from __future__ import annotations
 
 import json
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_text
 from ._registry import family_entries, get_entry
+from ._shipped import shipped_folder
+from .errors import ZooError
 from .model import ZooModel
 
-CARDS_DIR = Path(__file__).resolve().parent.parent / "model_cards"
 
-_FALLBACK = """---
-{{ card_data }}
----
-
-# {{ model_name }}
-
-{{ summary }}
-
-| | |
-|---|---|
-| architecture | `{{ arch }}` |
-| modality | {{ modality }} |
-| parameters | {{ parameters }} |
-{% for k, v in layout.items() %}| {{ k }} | {{ v }} |
-{% endfor %}
-"""
-
-
-def template_path(family: str) -> Path | None:
+def template_path(family: str) -> Traversable:
+    """The family's card template, else the generic ``default.md``."""
+    folder = shipped_folder("model_cards")
     for name in (f"{family}.md", "default.md"):
-        path = CARDS_DIR / name
+        path = folder / name
         if path.is_file():
             return path
-    return None
+    # no silent generic stand-in: a card without the family's facts would be a wrong card
+    raise ZooError(
+        f"{folder}: no card template for {family!r} nor default.md (zoo is installed without them)"
+    )
 
 
 def card_variables(model: ZooModel, **extra: Any) -> dict[str, Any]:
@@ -94,9 +85,28 @@ def render_card(
         datasets=datasets or None,
         metrics=sorted(variables["metrics"]) or None,
     )
-    path = template_path(variables["family"])
-    if path is None:
-        card = ModelCard.from_template(card_data, template_str=_FALLBACK, **variables)
+    template = template_path(variables["family"]).read_text(encoding="utf-8")
+    return str(ModelCard.from_template(card_data, template_str=template, **variables))
+
+
+def write_card_section(
+    card: str | Path, marker: str, title: str, text: str, *, before: str = "Provenance"
+) -> None:
+    """Put ``text`` into ``card`` between ``<!-- marker:begin -->`` and ``<!-- marker:end -->``, replacing what a
+    previous run wrote there; the first time, under a new ``## title`` heading placed before the ``## before``
+    section (or at the end). For results that tools measure and record in the templates (upstream parity,
+    ``zoo bench``), so rerunning the tool refreshes the card instead of appending to it."""
+    card = Path(card)
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    source = card.read_text()
+    block = f"{begin}\n{text.strip()}\n{end}"
+    if begin in source:
+        head, _, rest = source.partition(begin)
+        _, _, tail = rest.partition(end)
+        source = head + block + tail
+    elif f"\n## {before}" in source:
+        head, _, tail = source.partition(f"\n## {before}")
+        source = f"{head}\n## {title}\n\n{block}\n\n## {before}{tail}"
     else:
-        card = ModelCard.from_template(card_data, template_path=str(path), **variables)
-    return str(card)
+        source = f"{source.rstrip()}\n\n## {title}\n\n{block}\n"
+    atomic_write_text(card, source)

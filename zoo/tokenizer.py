@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,13 @@ class Tokenizer(ZooModel):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("encode", "encode_windows", "decode"):
+        names = ["encode", "encode_windows", "decode"]
+        if "encode_windows" in cls.__dict__ and "encode" in cls.__dict__:
+            # A windowing encode (EEG) normalises the float32 recording and encode_windows casts the
+            # normalised windows; a recording cast before normalising loses its signal under a DC offset
+            # in bf16's 8 bits, and overflows fp16 from 65504 uV.
+            names.remove("encode")
+        for name in names:
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "_zoo_casts_inputs", False):
                 setattr(cls, name, _casting_inputs(method))
@@ -241,9 +248,11 @@ class ImageTokenizer(Tokenizer):
         centre crop as upstream tokenization scripts run it (PIL box halving, PIL bicubic, centre
         square), bit-identical to them for 8-bit images (what ``zoo.io.read_image`` returns);
         ``"bicubic"`` is one antialiased float bicubic resize of the short side. ``resolution=None``
-        keeps the size, cropping only to a multiple of the downsampling factor.
+        keeps the size, cropping only to a multiple of the downsampling factor. ``media`` may also be
+        uint8 (``read_image(..., keep_uint8=True)``, as ``zoo encode`` reads): the same result, and a
+        large image is shrunk before any float copy of it is made.
         """
-        from .io.image import RESIZE_MODES, center_crop_adm, center_crop_bicubic
+        from .io.image import RESIZE_MODES, center_crop_adm, center_crop_bicubic, unit_float
 
         if media.ndim != 3 or media.shape[0] != self.in_channels:
             raise MediaError(
@@ -260,7 +269,7 @@ class ImageTokenizer(Tokenizer):
                     path, f"image {tuple(x.shape[-2:])} is smaller than one {self.downsample}px token"
                 )
             top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-            return x[..., top : top + h, left : left + w]
+            return unit_float(x[..., top : top + h, left : left + w])
         size = resolution or self.resolution
         if size % self.downsample:
             raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
@@ -303,6 +312,13 @@ class AudioTokenizer(SignalTokenizer):
     sample_rate: int = 24000
     channels: int = 1
     hop_length: int = 320
+    # inference on longer clips runs this much audio per call (``zoo.nn.chunking``), so memory stays flat
+    chunk_seconds: float = 10.0
+
+    @property
+    def chunk_frames(self) -> int:
+        """Token frames per inference chunk (``chunk_seconds`` of audio)."""
+        return max(1, round(self.chunk_seconds * self.sample_rate / self.hop_length))
 
     @property
     def input_spec(self) -> dict[str, Any]:
@@ -407,6 +423,7 @@ class EEGTokenizer(SignalTokenizer):
     norm_eps: float | None = None  # added to the gain; None: upstream's for the normalisation
     clip: float | None = None
     window_batch: int = 256  # windows x channels per encode_windows / decode_windows call
+    statistics_samples: int = 1 << 22  # samples per channel_statistics call over whole channels
 
     # ------------------------------------------------------------------ subclass contract
     @property
@@ -521,74 +538,161 @@ class EEGTokenizer(SignalTokenizer):
             )
         check_finite(x, "EEG")
 
+    def _window_calls(self, rows: int, count: int) -> Iterator[list[tuple[int, int, int]]]:
+        """The windows of each ``encode_windows``/``decode_windows`` call as ``(row, first, end)`` runs of
+        window indices: ``window_batch`` windows at a time, row (batch item x channel) after row, so only
+        one call's windows exist at once and every call sees the same windows whatever the length."""
+        total = rows * count
+        for start in range(0, total, self.window_batch):
+            stop, runs = min(start + self.window_batch, total), []
+            while start < stop:
+                row, first = divmod(start, count)
+                end = min(count, first + stop - start)
+                runs.append((row, first, end))
+                start += end - first
+            yield runs
+
+    def _statistics_by_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`channel_statistics` of ``rows [R, T]``, a few rows at a time: the median and percentile
+        statistics copy what they are given several times over, so a whole recording at once would
+        cost several times its size."""
+        step = max(1, self.statistics_samples // max(rows.shape[-1], 1))
+        parts = [self.channel_statistics(rows[i : i + step].float()) for i in range(0, rows.shape[0], step)]
+        return torch.cat([o for o, _ in parts]), torch.cat([g for _, g in parts])
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, overlap: float = 0.0, drop_partial: bool = False) -> Tokens:
         """Recordings ``[B, C, T]`` -> ids ``[B, (K,) C, W, F]`` (see the class docstring).
 
         ``drop_partial`` leaves out the samples after the last whole window instead of zero-padding them
         into one more window (upstream's data scripts keep whole windows only); ``decode`` then returns
-        the covered length.
+        the covered length. Windows are cut, normalised and tokenized ``window_batch`` at a time, so
+        beyond the input and the ids, memory does not grow with the recording's length.
         """
         self.check_eeg(x)
         b, c, length = x.shape
-        stride = self.window_stride(overlap)
-        x = x.float()
+        stride, size = self.window_stride(overlap), self.window_samples
+        rows = x.reshape(b * c, length)
         if not self.normalise_windows:  # statistics of the whole recording, tail included (as upstream)
-            offset, gain = self.channel_statistics(x)
+            offset, gain = self._statistics_by_rows(rows)
         if drop_partial:
-            if length < self.window_samples:
+            if length < size:
                 raise ValueError(
-                    f"drop_partial needs at least one whole window of {self.window_samples} samples, got {length}"
+                    f"drop_partial needs at least one whole window of {size} samples, got {length}"
                 )
-            length = (length - self.window_samples) // stride * stride + self.window_samples
-            x = x[..., :length]
+            length = (length - size) // stride * stride + size
+        count = self._window_count(length, stride)
+        if self.normalise_windows:  # one (offset, gain) per window, filled in as the windows are cut
+            offset, gain = (rows.new_empty(b * c, count, dtype=torch.float32) for _ in range(2))
+        ids = by_window = None
+        for runs in self._window_calls(b * c, count):
+            pieces = []
+            for row, first, end in runs:
+                start = first * stride
+                signal = rows[row, start : min((end - 1) * stride + size, length)].float()
+                if not self.normalise_windows:
+                    signal = self.normalise(signal, offset[row], gain[row])
+                signal = F.pad(signal, (0, (end - 1 - first) * stride + size - signal.shape[-1]))
+                windows = signal.unfold(-1, size, stride)  # the recording's end zero-padded, as to_windows
+                if self.normalise_windows:
+                    offset[row, first:end], gain[row, first:end] = self.channel_statistics(windows)
+                    windows = self.normalise(windows, offset[row, first:end], gain[row, first:end])
+                pieces.append(windows)
+            out = self.encode_windows(torch.cat(pieces)[:, None].to(self.device))  # [N, (K,) F]
+            if ids is None:  # laid out [B, (K,) C, W, F] from the start, so nothing is permuted or copied
+                k = out.shape[1:-1]
+                ids = out.new_empty((b, *k, c, count, out.shape[-1]))
+                by_window = ids.permute(0, 2, 3, 1, 4) if k else ids  # [B, C, W, (K,) F] view
+            done = 0
+            for row, first, end in runs:
+                by_window[row // c, row % c, first:end] = out[done : done + end - first]
+                done += end - first
         if self.normalise_windows:
-            windows = self.to_windows(x, stride)
-            offset, gain = self.channel_statistics(windows)  # [B, C, W]
-            windows = self.normalise(windows, offset, gain)
+            offset, gain = offset.reshape(b, c, count), gain.reshape(b, c, count)
         else:
-            windows = self.to_windows(self.normalise(x, offset, gain), stride)
-        count = windows.shape[2]
-        flat = windows.reshape(-1, 1, self.window_samples)
-        ids = torch.cat(
-            [self.encode_windows(chunk.to(self.device)) for chunk in flat.split(self.window_batch)]
-        )
-        frames = ids.shape[-1]
-        ids = ids.reshape(b, c, count, *ids.shape[1:])  # [B, C, W, (K,) F]
-        if ids.ndim == 5:
-            ids = ids.permute(0, 3, 1, 2, 4)
+            offset, gain = offset.reshape(b, c), gain.reshape(b, c)
         return self.make_tokens(
-            ids=ids.contiguous(),
-            grid=(c, count, frames),
+            ids=ids,
+            grid=(c, count, ids.shape[-1]),
             codebook_sizes=self.codebook_sizes,
             side={"offset": offset, "gain": gain},
             meta={
                 "num_samples": length,
                 "sample_rate": self.sample_rate,
-                "window_samples": self.window_samples,
+                "window_samples": size,
                 "window_stride": stride,
             },
         )
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
-        """Tokens from :meth:`encode` -> recordings ``[B, C, T]`` in the input's units."""
+        """Tokens from :meth:`encode` -> recordings ``[B, C, T]`` in the input's units.
+
+        Windows are decoded ``window_batch`` at a time and blended into the output as soon as every
+        window that covers a stretch of it is decoded, so beyond the ids and the output, memory does not
+        grow with the recording's length; the result is what :meth:`from_windows` gives for all windows.
+        """
         ids = self.decodable_ids(tokens, 3)
         c, count, _ = tokens.grid
-        if ids.ndim == 5:
-            ids = ids.permute(0, 2, 3, 1, 4)  # [B, C, W, K, F]
-        b = ids.shape[0]
-        flat = ids.reshape(b * c * count, *ids.shape[3:])
-        windows = torch.cat([self.decode_windows(chunk) for chunk in flat.split(self.window_batch)])
-        windows = windows.reshape(b, c, count, -1)[..., : self.window_samples].float()
-        stride = int(tokens.meta.get("window_stride", self.window_samples))
-        length = int(tokens.meta.get("num_samples", (count - 1) * stride + self.window_samples))
-        offset, gain = (t.to(windows) for t in self.side_statistics(tokens))
-        if gain.ndim == 3:  # per-window statistics: undo them before the windows are blended
-            windows = windows * gain[..., None] + offset[..., None]
-            return self.from_windows(windows, stride, length)
-        out = self.from_windows(windows, stride, length)
-        return out * gain[..., None] + offset[..., None]
+        by_window = ids.permute(0, 2, 3, 1, 4) if ids.ndim == 5 else ids  # [B, C, W, (K,) F]
+        b, size = ids.shape[0], self.window_samples
+        stride = int(tokens.meta.get("window_stride", size))
+        if not 1 <= stride <= size:
+            raise ValueError(
+                f"tokens' window_stride must lie in 1..{size} samples (window_samples), got {stride}"
+            )
+        total = (count - 1) * stride + size
+        length = min(int(tokens.meta.get("num_samples", total)), total)
+        if length < 1:
+            raise ValueError(f"tokens' num_samples must be positive, got {tokens.meta['num_samples']}")
+        offset, gain = self.side_statistics(tokens)
+        per_window = gain.ndim == 3
+        offset = offset.to(self.device, torch.float32).reshape(b * c, -1)
+        gain = gain.to(self.device, torch.float32).reshape(b * c, -1)
+        out = torch.empty(b * c, length, dtype=torch.float32, device=self.device)
+        weight = torch.ones(size, dtype=torch.float32, device=self.device)  # from_windows' cross-fade
+        fade = size - stride
+        if fade > 0 and count > 1:
+            ramp = (torch.arange(size, dtype=weight.dtype, device=weight.device) + 0.5) / fade
+            weight = torch.minimum(weight, torch.minimum(ramp, ramp.flip(0)))
+        held = out.new_empty(0, size)  # the current row's windows that are not yet fully blended
+        first_held = written = 0  # window index of held[0]; samples of the current row in out
+        for runs in self._window_calls(b * c, count):
+            chunk = torch.cat([by_window[row // c, row % c, first:end] for row, first, end in runs])
+            windows = self.decode_windows(chunk)
+            windows = windows.reshape(windows.shape[0], -1)[:, :size].float()
+            done = 0
+            for row, first, end in runs:
+                part = windows[done : done + end - first]
+                done += end - first
+                if per_window:  # per-window statistics: undone before the windows are blended
+                    part = part * gain[row, first:end, None] + offset[row, first:end, None]
+                if first == 0:  # a new row
+                    held, first_held, written = part[:0], 0, 0
+                held = torch.cat([held, part])
+                # the samples before the next window's start: every window that covers them is held
+                upto = min(length, total if end == count else end * stride)
+                blended = self._overlap_add(held, weight, stride)
+                block = blended[written - first_held * stride : upto - first_held * stride]
+                if not per_window:
+                    block = block * gain[row, 0] + offset[row, 0]
+                out[row, written:upto] = block
+                written = upto
+                # keep the windows that reach past it (from ceil((upto - size + 1) / stride) on)
+                keep = max(0, -(-(upto - size + 1) // stride) - first_held)
+                held, first_held = held[keep:], first_held + keep
+        return out.reshape(b, c, length)
+
+    @staticmethod
+    def _overlap_add(windows: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+        """Consecutive windows ``[N, L]`` weighted, summed where they overlap and divided by the summed
+        weight: :meth:`from_windows`' fold, which adds each sample's windows in the same order."""
+        count, size = windows.shape
+        span = (count - 1) * stride + size
+        cols = (windows * weight).t()[None]
+        summed = F.fold(cols, (1, span), (1, size), stride=(1, stride))
+        norm = F.fold(weight[None, :, None].expand(1, size, count), (1, span), (1, size), stride=(1, stride))
+        return (summed / norm).reshape(span)
 
     def prepare(
         self,
@@ -627,7 +731,7 @@ class EEGTokenizer(SignalTokenizer):
         """The recording's names of the channels ``prepare`` keeps, for ``finish`` to write back."""
         if not channels:
             return {"channel_names": list(media.channel_names)}
-        return {"channel_names": [media.channel_names[i] for i in media.channel_indices(channels)]}
+        return {"channel_names": media.stored_names(channels)}  # other-rate signals too, as pick finds them
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> Any:
         from .io.eeg import EEGRecording

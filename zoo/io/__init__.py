@@ -1,6 +1,8 @@
 """Media I/O for every modality the zoo tokenizes, with one tensor convention per modality.
 
-- image: float32 [C, H, W] in [0, 1]
+- image: float32 [C, H, W] in [0, 1] (``read_image(..., keep_uint8=True)``: uint8 for 8-bit files, a
+  quarter of the memory, which every image tokenizer's ``prepare`` takes; images over ``MAX_PIXELS`` are
+  refused from their header unless ``max_pixels=`` raises the cap)
 - audio: (float32 [C, T], sample rate)
 - EEG:   EEGRecording (float32 [C, T] in microvolts, sample rate, channel names)
 - SVG:   validated text (str)

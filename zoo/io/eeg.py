@@ -88,12 +88,45 @@ def channel_key(name: str) -> str:
     return key.strip(". ").replace(" ", "")
 
 
+def _match_channels(
+    names: list[str] | tuple[str, ...], labels: list[str]
+) -> tuple[list[int], list[str], list[str]]:
+    """Rows of `labels` that `names` pick, in order, and the names that match none or several: a name
+    matches a label exactly or, failing that, after `channel_key`, as long as that identifies one label."""
+    exact = {n: i for i, n in enumerate(labels)}
+    loose: dict[str, list[int]] = {}
+    for i, n in enumerate(labels):
+        loose.setdefault(channel_key(n), []).append(i)
+    rows, missing, ambiguous = [], [], []
+    for name in names:
+        found = [exact[name]] if name in exact else loose.get(channel_key(name), [])
+        if len(found) == 1:
+            rows.append(found[0])
+        else:
+            (ambiguous if found else missing).append(name)
+    return rows, missing, ambiguous
+
+
+def _unmatched(missing: list[str], ambiguous: list[str]) -> str:
+    why = [f"no channel(s) {missing}"] if missing else []
+    return "; ".join(why + ([f"ambiguous channel(s) {ambiguous}"] if ambiguous else []))
+
+
+def _rates_listed(rates: dict[str, float]) -> str:
+    """``"A1 (1 Hz), A2 (2 Hz)"``: signals with their own sample rates, for messages."""
+    return ", ".join(f"{name} ({rate:g} Hz)" for name, rate in rates.items())
+
+
 @dataclass
 class EEGRecording:
     """A multichannel EEG signal: float32 [C, T] in microvolts, one sample rate for all channels.
 
     ``events`` (``EEGEvent`` or ``(onset_sample, label)`` pairs) mark stimuli, responses and annotations;
     ``pick`` keeps them and ``resample`` moves them to the new rate.
+
+    ``other_rate_signals`` holds the signals of the file that ``data`` cannot (an EDF/BDF stores each signal
+    at its own rate), by name: ``(sample_rate, samples [T'])``. They are not channels of ``data``, so
+    nothing sees them unless asked for by name: ``pick`` resamples them onto the recording then.
     """
 
     data: torch.Tensor
@@ -101,6 +134,7 @@ class EEGRecording:
     channel_names: list[str]
     path: Path | None = field(default=None)
     events: list[EEGEvent] = field(default_factory=list)
+    other_rate_signals: dict[str, tuple[float, torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, torch.Tensor):
@@ -120,6 +154,10 @@ class EEGRecording:
         if self.path is not None:
             self.path = Path(self.path)
         self.events = [e if isinstance(e, EEGEvent) else EEGEvent(int(e[0]), str(e[1])) for e in self.events]
+        self.other_rate_signals = {
+            str(name): (float(rate), torch.as_tensor(samples, dtype=torch.float32))
+            for name, (rate, samples) in self.other_rate_signals.items()
+        }
 
     def events_labelled(self, *labels: str) -> list[EEGEvent]:
         """The events whose label is one of `labels`, in time order."""
@@ -130,40 +168,98 @@ class EEGRecording:
         """Length in seconds."""
         return self.data.shape[1] / self.sample_rate
 
+    @property
+    def other_rate_channels(self) -> dict[str, float]:
+        """Names and sample rates of the file's signals left out of ``data`` for their rate (see ``pick``)."""
+        return {name: rate for name, (rate, _) in self.other_rate_signals.items()}
+
     def channel_indices(self, names: list[str] | tuple[str, ...] | str) -> list[int]:
         """Rows of `names`, in that order. A name matches a channel exactly or, failing that, after
         `channel_key` ("Cz" finds BCI2000's "Cz..", "fp1" finds "EEG Fp1-REF"), as long as that
         identifies one channel; otherwise a `MediaError` lists the channels there are."""
         if isinstance(names, str):
             names = [names]
-        exact = {n: i for i, n in enumerate(self.channel_names)}
-        loose: dict[str, list[int]] = {}
-        for i, n in enumerate(self.channel_names):
-            loose.setdefault(channel_key(n), []).append(i)
-        rows, missing, ambiguous = [], [], []
-        for name in names:
-            found = [exact[name]] if name in exact else loose.get(channel_key(name), [])
-            if len(found) == 1:
-                rows.append(found[0])
-            else:
-                (ambiguous if found else missing).append(name)
+        rows, missing, ambiguous = _match_channels(names, self.channel_names)
         if missing or ambiguous:
-            why = [f"no channel(s) {missing}"] if missing else []
-            why += [f"ambiguous channel(s) {ambiguous}"] if ambiguous else []
-            raise MediaError(self.path, f"{'; '.join(why)}; available: {', '.join(self.channel_names)}")
+            raise MediaError(self.path, self._unknown(missing, ambiguous))
         return rows
+
+    def _unknown(self, missing: list[str], ambiguous: list[str]) -> str:
+        listed = f"{_unmatched(missing, ambiguous)}; available: {', '.join(self.channel_names)}"
+        if self.other_rate_signals:
+            listed += f"; at other sample rates: {_rates_listed(self.other_rate_channels)}"
+        return listed
+
+    def stored_names(self, names: list[str] | tuple[str, ...] | str) -> list[str]:
+        """The recording's own names of `names` (matched as `channel_indices` does), among its channels
+        and then its ``other_rate_signals``: the channel names ``pick(names)`` gives."""
+        return [name for name, _ in self._sources(names)]
+
+    def _sources(self, names: list[str] | tuple[str, ...] | str) -> list[tuple[str, int | str]]:
+        """``(stored name, row of data or key of other_rate_signals)`` for each of `names`."""
+        if isinstance(names, str):
+            names = [names]
+        others = list(self.other_rate_signals)
+        sources: list[tuple[str, int | str]] = []
+        missing, ambiguous = [], []
+        for name in names:
+            rows, lost, _ = _match_channels([name], self.channel_names)
+            if rows:
+                sources.append((self.channel_names[rows[0]], rows[0]))
+                continue
+            found, lost_too, _ = _match_channels([name], others) if lost else ([], [], [])
+            if found:
+                sources.append((others[found[0]], others[found[0]]))
+            else:
+                (missing if lost_too else ambiguous).append(name)
+        if missing or ambiguous:
+            raise MediaError(self.path, self._unknown(missing, ambiguous))
+        return sources
 
     def pick(self, names: list[str] | tuple[str, ...] | str) -> EEGRecording:
         """Return a recording with only `names` (matched as `channel_indices` does), in that order; the
-        channels keep the recording's own names. Montages must match across files."""
-        rows = self.channel_indices(names)
+        channels keep the recording's own names. Montages must match across files.
+
+        A name of one of ``other_rate_signals`` gives that signal resampled (`fft_resample`) onto the
+        recording's rate and length, so a channel stored at another rate is there when asked for; a
+        `MediaError` naming it and its rate says when its duration no longer matches the recording's."""
+        sources = self._sources(names)
+        if all(isinstance(source, int) for _, source in sources):
+            data = self.data[[source for _, source in sources]]  # indexing by a list copies
+        else:
+            data = torch.stack(
+                [
+                    self.data[source]
+                    if isinstance(source, int)
+                    else self._onto_data(name, *self.other_rate_signals[source])
+                    for name, source in sources
+                ]
+            )
         return EEGRecording(
-            self.data[rows].clone(),
+            data,
             self.sample_rate,
-            [self.channel_names[r] for r in rows],
+            [name for name, _ in sources],
             self.path,
             list(self.events),
+            dict(self.other_rate_signals),
         )
+
+    def _onto_data(self, name: str, rate: float, samples: torch.Tensor) -> torch.Tensor:
+        """``samples`` at ``rate`` resampled to the recording's rate and cut to its length."""
+        length = self.data.shape[1]
+        moved = fft_resample(samples.numpy(), rate, self.sample_rate)
+        # The resampled length is round(n * ratio); one sample of slack either way is rounding, more means
+        # the recording was cut or changed after reading and the two no longer line up in time.
+        slack = max(1, math.ceil(self.sample_rate / rate))
+        if abs(moved.shape[-1] - length) > slack:
+            raise MediaError(
+                self.path,
+                f"channel {name!r} is stored at {rate:g} Hz and covers {samples.shape[-1] / rate:g} s, but the "
+                f"recording ({self.sample_rate:g} Hz) covers {self.duration:g} s; read it with "
+                f"read_eeg(path, channel_names=[...]) to get it resampled with the others",
+            )
+        moved = np.pad(moved[:length], (0, max(length - moved.shape[-1], 0)), mode="edge")
+        return torch.from_numpy(moved.astype(np.float32))
 
     def resample(self, new_rate: float) -> EEGRecording:
         """Return the recording resampled to `new_rate` Hz with a band-limited sinc filter.
@@ -177,7 +273,12 @@ class EEGRecording:
             raise MediaError(self.path, f"cannot resample to {new_rate} Hz")
         if new_rate == self.sample_rate:
             return EEGRecording(
-                self.data.clone(), self.sample_rate, list(self.channel_names), self.path, list(self.events)
+                self.data.clone(),
+                self.sample_rate,
+                list(self.channel_names),
+                self.path,
+                list(self.events),
+                dict(self.other_rate_signals),
             )
         ratio = _small_fraction(Fraction(new_rate) / Fraction(self.sample_rate))
         achieved = self.sample_rate * ratio.numerator / ratio.denominator
@@ -192,7 +293,8 @@ class EEGRecording:
         out = AF.resample(self.data, ratio.denominator, ratio.numerator)
         scale = achieved / self.sample_rate
         events = [EEGEvent(round(e.onset * scale), e.label, round(e.duration * scale)) for e in self.events]
-        return EEGRecording(out.contiguous(), achieved, list(self.channel_names), self.path, events)
+        others = dict(self.other_rate_signals)  # at their own rates, which this does not change
+        return EEGRecording(out.contiguous(), achieved, list(self.channel_names), self.path, events, others)
 
 
 def _small_fraction(r: Fraction) -> Fraction:
@@ -357,37 +459,46 @@ def _read_edf(path: Path, channel_names: list[str] | None) -> EEGRecording:
     if record_seconds <= 0:
         raise MediaError(path, f"header field 'duration of a data record' is {record_seconds}")
 
+    def rate(s: _Signal) -> float:
+        return s.n / record_seconds
+
+    counts = Counter(s.n for s in data_signals if s.n > 0)
+    if not counts:
+        raise MediaError(path, "every signal has 0 samples per data record")
+    # The recording's rate: that of most signals; on a tie the higher (more information kept).
+    n_common = max(counts, key=lambda n: (counts[n], n))
     if channel_names is not None:
-        by_label = {}
-        for s in data_signals:
-            by_label.setdefault(s.label, s)
-        missing = [n for n in channel_names if n not in by_label]
-        if missing:
-            raise MediaError(
-                path, f"no channel(s) {missing}; available: {', '.join(s.label for s in data_signals)}"
-            )
-        chosen = [by_label[n] for n in channel_names]
-        rates = {s.n for s in chosen}
-        if len(rates) > 1:
-            desc = ", ".join(f"{s.label} {s.n / record_seconds:g} Hz" for s in chosen)
-            raise MediaError(path, f"requested channels have different sample rates ({desc})")
+        rows, missing, ambiguous = _match_channels(channel_names, [s.label for s in data_signals])
+        if missing or ambiguous:
+            others = {s.label: rate(s) for s in data_signals if s.n != n_common}
+            listed = ", ".join(s.label for s in data_signals if s.n == n_common)
+            if others:
+                listed += (
+                    f" (at {n_common / record_seconds:g} Hz); at other sample rates: {_rates_listed(others)}"
+                )
+            raise MediaError(path, f"{_unmatched(missing, ambiguous)}; available: {listed}")
+        chosen = [data_signals[r] for r in rows]
+        empty = [s.label for s in chosen if s.n == 0]
+        if empty:
+            raise MediaError(path, f"channel(s) {empty} store no samples (0 per data record)")
+        # The requested channels' own rate when they share one, else the recording's: the others are
+        # resampled onto it.
+        n = chosen[0].n if len({s.n for s in chosen}) == 1 else n_common
+        left_out: list[_Signal] = []
     else:
-        counts = Counter(s.n for s in data_signals)
-        # Most channels first; on a tie prefer the higher rate (more information kept).
-        n_keep = max(counts, key=lambda n: (counts[n], n))
-        chosen = [s for s in data_signals if s.n == n_keep]
-        dropped = [s for s in data_signals if s.n != n_keep]
-        if dropped:
-            desc = ", ".join(f"{s.label} ({s.n / record_seconds:g} Hz)" for s in dropped)
+        n = n_common
+        chosen = [s for s in data_signals if s.n == n]
+        left_out = [s for s in data_signals if s.n != n]
+        if left_out:
             warnings.warn(
                 f"{path}: signals have different sample rates; keeping the {len(chosen)} at "
-                f"{n_keep / record_seconds:g} Hz and dropping {len(dropped)}: {desc}",
+                f"{n / record_seconds:g} Hz and dropping {len(left_out)}: "
+                f"{', '.join(f'{s.label} ({rate(s):g} Hz)' for s in left_out)}; name them "
+                f"(read_eeg(channel_names=...), zoo encode --channels) to get them resampled to "
+                f"{n / record_seconds:g} Hz, or see EEGRecording.other_rate_channels",
                 stacklevel=3,
             )
 
-    n = chosen[0].n
-    if n == 0:
-        raise MediaError(path, "selected signals have 0 samples per data record")
     if bytes_per_sample == 2:
         records = np.frombuffer(raw, dtype="<i2").reshape(n_records, samples_per_record)
     else:
@@ -395,22 +506,37 @@ def _read_edf(path: Path, channel_names: list[str] | None) -> EEGRecording:
         records = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
         records = np.where(records >= 1 << 23, records - (1 << 24), records)  # 24-bit two's complement
 
-    out = np.empty((len(chosen), n_records * n), dtype=np.float32)
-    for row, s in enumerate(chosen):
+    def physical(s: _Signal) -> np.ndarray:
+        """Signal `s` in microvolts (other units kept), float64, at its own rate."""
         if s.dmax == s.dmin:
             raise MediaError(path, f"signal {s.label!r}: digital minimum equals digital maximum ({s.dmin})")
         if s.pmax == s.pmin:
             raise MediaError(path, f"signal {s.label!r}: physical minimum equals physical maximum ({s.pmin})")
-        digital = records[:, s.offset : s.offset + n].reshape(-1).astype(np.float64)
+        digital = records[:, s.offset : s.offset + s.n].reshape(-1).astype(np.float64)
         gain = (s.pmax - s.pmin) / (s.dmax - s.dmin)
-        physical = (digital - s.dmin) * gain + s.pmin
-        physical *= _TO_MICROVOLTS.get(s.unit.lower(), 1.0)
-        out[row] = physical
+        values = (digital - s.dmin) * gain + s.pmin
+        values *= _TO_MICROVOLTS.get(s.unit.lower(), 1.0)
+        return values
+
+    out = np.empty((len(chosen), n_records * n), dtype=np.float32)
+    for row, s in enumerate(chosen):
+        values = physical(s)
+        if s.n != n:  # round(n_records * s.n * (n / s.n)): exactly n samples per record
+            # from float32, as `EEGRecording.pick` resamples other_rate_signals, so both give the same samples
+            values = fft_resample(values.astype(np.float32), rate(s), n / record_seconds)
+        out[row] = values
+    other_rate_signals = {}
+    for s in (s for s in left_out if s.n > 0):
+        values = physical(s).astype(np.float32)
+        _check_finite(values, path)
+        other_rate_signals.setdefault(s.label, (rate(s), torch.from_numpy(values)))
     _check_finite(out, path)
     annotation_signals = [s for s in signals if s.label in ("EDF Annotations", "BDF Annotations")]
     raw_records = np.frombuffer(raw, dtype=np.uint8).reshape(n_records, record_bytes)
     events = _edf_annotations(raw_records, annotation_signals, bytes_per_sample, n, record_seconds, path)
-    return EEGRecording(torch.from_numpy(out), n / record_seconds, [s.label for s in chosen], path, events)
+    return EEGRecording(
+        torch.from_numpy(out), n / record_seconds, [s.label for s in chosen], path, events, other_rate_signals
+    )
 
 
 def _edf_annotations(
@@ -698,8 +824,10 @@ def read_eeg(
 
     `channel_names` selects (and orders) channels. `sample_rate` resamples the recording to it;
     for arrays that store no rate (`.npy`, `.npz` without one) it is instead the rate of the data,
-    and `channel_names` then names the rows. EDF/BDF signals at a rate other than the most common
-    one are dropped with a warning, as one tensor cannot hold several rates.
+    and `channel_names` then names the rows. One tensor cannot hold several rates, so EDF/BDF signals
+    at a rate other than the most common one are left out of ``data`` with a warning and kept in
+    ``other_rate_signals``; named in `channel_names` (or picked later) they are resampled onto the
+    recording's rate (the named channels' own rate when they all share one).
     """
     p = Path(path)
     if not p.exists():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .chunking import conv_context, encode_in_chunks
 from .spectral import stft_window
 
 __all__ = [
@@ -158,9 +159,19 @@ class _SkipLSTM(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(dim, dim, num_layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.lstm(x.permute(2, 0, 1))
-        return y.permute(1, 2, 0) + x
+    def forward(self, x: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """``chunk_frames``: run the LSTM that many frames at a time, carrying its state (the same output
+        as one call, with the gates' workspace bounded by the chunk)."""
+        if chunk_frames is None:
+            y, _ = self.lstm(x.permute(2, 0, 1))
+            return y.permute(1, 2, 0) + x
+        out = torch.empty_like(x)
+        state = None
+        for start in range(0, x.shape[-1], chunk_frames):
+            piece = x[..., start : start + chunk_frames]
+            y, state = self.lstm(piece.permute(2, 0, 1), state)
+            out[..., start : start + chunk_frames] = y.permute(1, 2, 0) + piece
+        return out
 
 
 class SEANetEncoder(nn.Module):
@@ -215,13 +226,28 @@ class SEANetEncoder(nn.Module):
                 SamePadConv1d(width, width * 2, 2 * ratio, stride=ratio, **conv),
             ]
             width *= 2
+        self.conv_layers = len(layers)  # the stack before the LSTM: convolutions only
         if lstm_layers:
             layers.append(_SkipLSTM(width, lstm_layers))
         layers += [_activation(activation), SamePadConv1d(width, dimension, last_kernel_size, **conv)]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """``chunk_frames``: run the convolutional stack that many frames at a time with its receptive
+        field's overlap (``zoo.nn.chunking``: the same features, memory flat in the clip's length), then the
+        LSTM chunk by chunk carrying its state and the last conv with its own overlap."""
+        if chunk_frames is None:
+            return self.model(x)
+        convs = self.model[: self.conv_layers]
+        context = math.ceil(conv_context(convs)) + self.hop_length
+        h = encode_in_chunks(convs, x, hop=self.hop_length, chunk_frames=chunk_frames, context=context)
+        tail = list(self.model[self.conv_layers :])
+        if isinstance(tail[0], _SkipLSTM):
+            h = tail.pop(0)(h, chunk_frames=chunk_frames)
+        rest = nn.Sequential(*tail)
+        return encode_in_chunks(
+            rest, h, hop=1, chunk_frames=chunk_frames, context=math.ceil(conv_context(rest)) + 1
+        )
 
 
 class SEANetDecoder(nn.Module):

@@ -10,7 +10,7 @@ from .continuous import GaussianBottleneck, IdentityBottleneck
 from .ptq import GaussianQuantileQuantizer, gaussian_quantile_levels, tokenbridge_levels
 from .residual import ResidualVQ
 from .scalar import FiniteScalarQuantizer, LookupFreeQuantizer
-from .vq import VectorQuantizer, kmeans, rotate_onto
+from .vq import VectorQuantizer, kmeans, project_float32, rotate_onto
 
 __all__ = [
     "FiniteScalarQuantizer",
@@ -25,6 +25,7 @@ __all__ = [
     "gaussian_quantile_levels",
     "kmeans",
     "nearest_code",
+    "project_float32",
     "rotate_onto",
     "tokenbridge_levels",
     "usage_stats",

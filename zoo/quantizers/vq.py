@@ -108,13 +108,17 @@ class VectorQuantizer(Quantizer):
         self._generator = torch.Generator().manual_seed(0)
 
     # ------------------------------------------------------------------ codes
-    def codes(self) -> torch.Tensor:
-        """The effective codebook ``[K, codebook_dim]`` (unit-normalised with ``l2_norm``)."""
-        return F.normalize(self.codebook, dim=-1) if self.l2_norm else self.codebook
+    def codes(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The effective codebook ``[K, codebook_dim]`` (unit-normalised with ``l2_norm``), in ``dtype``
+        (the codebook's own by default) before normalising, so a bf16 model's codes normalise in fp32."""
+        codebook = self.codebook if dtype is None else self.codebook.to(dtype)
+        return F.normalize(codebook, dim=-1) if self.l2_norm else codebook
 
-    def output_codes(self) -> torch.Tensor:
+    def output_codes(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The code vectors ids stand for in the output: raw codes when only the search is normalised."""
-        return self.codebook if self.l2_norm and not self.l2_norm_output else self.codes()
+        if self.l2_norm and not self.l2_norm_output:
+            return self.codebook if dtype is None else self.codebook.to(dtype)
+        return self.codes(dtype)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Channel-first vectors for ids ``[B, *grid]``; ids < 0 (dropped positions) give zeros."""
@@ -134,7 +138,7 @@ class VectorQuantizer(Quantizer):
     def _forward(self, z: torch.Tensor, mask: torch.Tensor | None) -> QuantizerOutput:
         rows, restore = to_rows(z)
         keep = row_mask(mask, z)
-        projected = self.project_in(rows)
+        projected = project_float32(self.project_in, rows)
         search = F.normalize(projected, dim=-1) if self.l2_norm else projected
         if self.l2_norm_output:
             projected = search
@@ -145,9 +149,9 @@ class VectorQuantizer(Quantizer):
                 self._kmeans_init(valid)
             if self.restart_threshold > 0:
                 self._restart_dead_codes(valid)
-        codes = self.codes()
+        codes = self.codes(torch.float32)
         ids, _ = nearest_code(search, codes)
-        q = F.embedding(ids, self.output_codes())
+        q = F.embedding(ids, self.output_codes(torch.float32))
         counted_ids = ids if keep is None else ids.masked_fill(~keep, -1)
         counts = None
         if update:
@@ -165,7 +169,7 @@ class VectorQuantizer(Quantizer):
             passed = projected + (q - projected).detach()
         stats = usage_stats(counted_ids, self.codebook_size, counts)
         stats["dead_codes"] = self._dead_fraction(counts if counts is not None else stats["usage"])
-        quantized = restore(self.project_out(passed))
+        quantized = restore(project_float32(self.project_out, passed))
         return QuantizerOutput(
             quantized=quantized, ids=ids.view(z.shape[:1] + z.shape[2:]), losses=losses, stats=stats
         )
@@ -247,6 +251,15 @@ class VectorQuantizer(Quantizer):
         mean_probs = probs.mean(0)
         batch = -(mean_probs * mean_probs.clamp_min(1e-12).log()).sum()
         return per_sample - batch
+
+
+def project_float32(layer: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """``layer(rows)`` for float32 ``rows`` whatever the weights' dtype: a linear projection of a bf16 or
+    fp16 model runs on its weights upcast (exactly), so quantizer math stays float32 as documented."""
+    if isinstance(layer, nn.Linear) and layer.weight.dtype != rows.dtype:
+        bias = None if layer.bias is None else layer.bias.to(rows.dtype)
+        return F.linear(rows, layer.weight.to(rows.dtype), bias)
+    return layer(rows)
 
 
 def rotate_onto(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -22,30 +22,55 @@ def _default_precision() -> str:
 
 
 def train(argv: Sequence[str]) -> int:
-    """Run ``fit`` on a recipe: ``zoo train RECIPE.yaml [--section.key value ...] [--print_config]``.
+    """Run ``fit`` on a recipe: ``zoo train RECIPE [--section.key value ...] [--print_config]``.
 
-    The resolved config is written as ``config.yaml`` into the run directory, beside ``checkpoints/``;
-    ``--ckpt_path last`` resumes the run from its last checkpoint.
+    RECIPE is a YAML file or the name of a packaged recipe (``zoo train --list``). The resolved config is
+    written as ``config.yaml`` into the run directory, beside ``checkpoints/``; ``--ckpt_path last``
+    resumes the run from its last checkpoint.
     """
-    from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
+    from importlib import resources
+
+    from ..recipes import RecipeError, find_recipe, recipe_listing
 
     argv = list(argv)
     if argv[:1] in (["-h"], ["--help"]):
         print(TRAIN_USAGE)
         return 0
+    if argv[:1] == ["--list"]:
+        print(recipe_listing())
+        return 0
     if not argv or argv[0].startswith("-"):
         print(TRAIN_USAGE, file=sys.stderr)
         return 2
-    recipe, overrides = argv[0], argv[1:]
-    if not Path(recipe).is_file():
-        print(f"zoo train: recipe {recipe} not found", file=sys.stderr)
-        return 2
+    name, overrides = argv[0], argv[1:]
     try:
-        overrides += _default_loggers(recipe, overrides)
-    except (yaml_error(), TypeError) as exc:
+        found = find_recipe(name)
+    except RecipeError as exc:
+        print(f"zoo train: error: {exc}", file=sys.stderr)
+        return 2
+    with resources.as_file(found) as recipe_path:  # a real file for LightningCLI, even from a zipped install
+        return _fit(name, str(recipe_path), overrides)
+
+
+def _fit(name: str, recipe: str, overrides: list[str]) -> int:
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    from ..recipes import RecipeError, resolve_data_paths
+
+    try:
+        config = _read_recipe(recipe)
+    except (yaml_error(), TypeError, UnicodeDecodeError) as exc:
         print(f"zoo train: {recipe} is not a valid recipe YAML ({str(exc).splitlines()[0]})", file=sys.stderr)
         return 2
+    only_shows = any(a in ("-h", "--help") or a.startswith("--print_config") for a in overrides)
+    try:
+        data_paths = resolve_data_paths(config, Path(recipe), overrides, require=not only_shows)
+    except RecipeError as exc:
+        print(f"zoo train {name}: error: {exc}", file=sys.stderr)
+        return 2
+    # the data paths found from the recipe's folder go first, so that the command line still wins
+    overrides = [*data_paths, *overrides, *_default_loggers(config, overrides)]
     try:
         LightningCLI(
             LightningModule,
@@ -60,17 +85,20 @@ def train(argv: Sequence[str]) -> int:
     except (ZooError, ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         if os.environ.get("ZOO_TRACEBACK"):
             raise
-        print(f"zoo train {recipe}: error: {_first_line(exc)} (ZOO_TRACEBACK=1 shows where)", file=sys.stderr)
+        print(f"zoo train {name}: error: {_first_line(exc)} (ZOO_TRACEBACK=1 shows where)", file=sys.stderr)
         return 2
     return 0
 
 
-TRAIN_USAGE = """usage: zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
+TRAIN_USAGE = """usage: zoo train RECIPE.yaml|NAME [--section.key value ...] [--print_config] [--ckpt_path last]
+       zoo train --list
 
 Train from a recipe (LightningCLI): the YAML's model, data, trainer and optimizer sections, each
 overridable on the command line, e.g. --trainer.max_steps 100 --data.init_args.path DATA.
-Relative paths in a recipe (data folders, init_from) are taken from the current directory: the
-repository's recipes expect to be run from its root.
+NAME is a recipe that ships with zoo (zoo train vq16_tiny); --list shows them all.
+A relative data path in a recipe (data.init_args.path, val_path) is looked up from the recipe's folder,
+then, for a recipe in a recipes/ folder, from the folder above it, then from the current directory.
+Other relative paths (runs/, cache_dir, init_from, tokenizer folders) are taken from the current directory.
 
   zoo train RECIPE.yaml --help          every option of that recipe's model, data and trainer
   zoo train RECIPE.yaml --print_config  the resolved config, without training
@@ -106,18 +134,23 @@ def _option(overrides: Sequence[str], name: str) -> str | None:
     return value
 
 
-def _default_loggers(recipe: str, overrides: Sequence[str]) -> list[str]:
+def _read_recipe(recipe: str) -> dict[str, Any]:
+    """The recipe's sections, as a mapping (``TypeError`` when the YAML holds something else)."""
+    import yaml
+
+    config = yaml.safe_load(Path(recipe).read_text()) or {}
+    if not isinstance(config, dict):
+        raise TypeError(f"the top level is a {type(config).__name__}, not a mapping of sections")
+    return config
+
+
+def _default_loggers(config: dict[str, Any], overrides: Sequence[str]) -> list[str]:
     """CSV and TensorBoard logs written straight into the run directory, unless the recipe says otherwise.
 
     With ``version=""`` both loggers use ``default_root_dir`` itself as their log dir, so the run
     directory holds ``config.yaml``, ``metrics.csv``, TensorBoard events, ``checkpoints/`` and
     ``samples/`` side by side, and ``--ckpt_path last`` finds the same run again.
     """
-    import yaml
-
-    config = yaml.safe_load(Path(recipe).read_text()) or {}
-    if not isinstance(config, dict):
-        raise TypeError(f"the top level is a {type(config).__name__}, not a mapping of sections")
     trainer = config.get("trainer") or {}
     if "logger" in trainer or any(a.startswith("--trainer.logger") for a in overrides):
         return []

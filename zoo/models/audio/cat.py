@@ -323,10 +323,21 @@ class CAT(AudioTokenizer):
         ids carry the clip's last samples. Upstream's ``encode`` counts only whole tokens as valid and
         masks the partial one out of its quantizer, which then emits :meth:`filler_ids` there, the same
         for every clip; ``upstream_last_frame=True`` does that too, for ids identical to upstream's.
+
+        Clips longer than ``chunk_seconds`` run through the streaming encoder chunk by chunk, which gives
+        the same ids (its KV cache holds exactly what each query sees) with memory flat in the clip's length.
         """
         self.check_audio(x)
         n = self._check_n_quantizers(n_quantizers)
-        ids = self.quantizer(self.encode_latents(self.pad_to_hop(x)), n).ids
+        chunk = self.chunk_frames * self.hop_length
+        if x.shape[-1] > chunk:
+            stream = self.streaming_encoder(n)
+            starts = range(0, x.shape[-1], chunk)
+            ids = torch.cat(
+                [stream.push(x[..., s : s + chunk], final=s + chunk >= x.shape[-1]) for s in starts], dim=-1
+            )
+        else:
+            ids = self.quantizer(self.encode_latents(self.pad_to_hop(x)), n).ids
         whole = x.shape[-1] // self.hop_length
         if upstream_last_frame and whole < ids.shape[-1]:
             ids = ids.clone()
@@ -345,8 +356,14 @@ class CAT(AudioTokenizer):
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
-        """Ids of any prefix of the codebooks -> audio ``[B, 1, T]`` (the encoded length when recorded)."""
-        return self.trim(self.decode_latents(self.quantizer.lookup(self.ids_of(tokens))), tokens)
+        """Ids of any prefix of the codebooks -> audio ``[B, 1, T]`` (the encoded length when recorded).
+
+        More than ``chunk_seconds`` of tokens are decoded by the streaming decoder, chunk by chunk (the same
+        samples to float tolerance, memory flat in the length)."""
+        ids = self.ids_of(tokens)
+        if ids.shape[-1] > self.chunk_frames:
+            return self.decode_stream(tokens, self.chunk_frames)
+        return self.trim(self.decode_latents(self.quantizer.lookup(ids)), tokens)
 
     # ------------------------------------------------------------------ streaming
     def streaming_encoder(

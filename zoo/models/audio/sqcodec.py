@@ -42,6 +42,7 @@ real ``sqcodec.pth`` can be loaded even if these defaults are wrong.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,6 +53,7 @@ from torch import nn
 
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
+from ...nn.chunking import conv_context, decode_in_chunks, encode_in_chunks
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
 from .._weight_norm import fold_weight_norm, split_weight_norm
@@ -167,6 +169,11 @@ class PreProcessor(nn.Module):
         self.activation = nn.PReLU()
         self.num_samples = num_samples
 
+    @property
+    def resample_factor(self) -> int:
+        """Input samples per output position (for ``zoo.nn.chunking.conv_context``)."""
+        return self.num_samples
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool1d(self.activation(self.conv(x)), self.num_samples)
 
@@ -177,6 +184,11 @@ class PostProcessor(nn.Module):
         self.conv = CausalConv1d(dim, dim, kernel_size, causal=causal)
         self.activation = nn.PReLU()
         self.num_samples = num_samples
+
+    @property
+    def resample_factor(self) -> float:
+        """Input positions per output sample (for ``zoo.nn.chunking.conv_context``)."""
+        return 1 / self.num_samples
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.conv(x.repeat_interleave(self.num_samples, dim=-1)))
@@ -275,12 +287,41 @@ class SQCodec(AudioTokenizer):
     def last_layer(self) -> torch.Tensor:
         return self.decoder[-1].weight
 
-    # ------------------------------------------------------------------ latents (ReasoningCodec's interface)
-    def _encode_continuous(self, wav: torch.Tensor) -> torch.Tensor:
-        x = self.pad_to_hop(wav)
+    # ------------------------------------------------------------------ chunked inference
+    @property
+    def encoder_context(self) -> int:
+        """Input samples each side that one latent frame may depend on (bounds the encoder's receptive field)."""
+        return math.ceil(conv_context(self.encoder)) + self.hop_length
+
+    @property
+    def decoder_context(self) -> int:
+        """Latent frames each side that one output sample may depend on."""
+        return math.ceil(conv_context(self.decoder)) + 1
+
+    def _run_encoder(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.encoder[:-1]:
             x = layer(x)
         return torch.tanh(self.encoder[-1](x))
+
+    def _run_decoder(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.decoder:
+            x = layer(x)
+        return x
+
+    # ------------------------------------------------------------------ latents (ReasoningCodec's interface)
+    def _encode_continuous(self, wav: torch.Tensor) -> torch.Tensor:
+        """Whole clip while training (one graph); at inference ``chunk_seconds`` at a time with the receptive
+        field's overlap, which gives the same latents with memory flat in the clip's length."""
+        x = self.pad_to_hop(wav)
+        if torch.is_grad_enabled():
+            return self._run_encoder(x)
+        return encode_in_chunks(
+            self._run_encoder,
+            x,
+            hop=self.hop_length,
+            chunk_frames=self.chunk_frames,
+            context=self.encoder_context,
+        )
 
     def encode_latents(self, wav: torch.Tensor, *, quantize: bool = True) -> torch.Tensor:
         """Audio ``[B, 1, T]`` -> latents ``[B, latent_dim, ceil(T / hop)]`` on the ``k / levels`` grid (or the
@@ -295,9 +336,15 @@ class SQCodec(AudioTokenizer):
         if z.ndim != 3 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latents [B, {self.latent_dim}, F], got {tuple(z.shape)}")
         x = scalar_quantize(z.clamp(-1, 1) if self.clamp_latents else z, self.levels)
-        for layer in self.decoder:
-            x = layer(x)
-        return x
+        if torch.is_grad_enabled():
+            return self._run_decoder(x)
+        return decode_in_chunks(
+            self._run_decoder,
+            x,
+            hop=self.hop_length,
+            chunk_frames=self.chunk_frames,
+            context_frames=self.decoder_context,
+        )
 
     def ids_from_latents(self, z: torch.Tensor) -> torch.Tensor:
         return (torch.round(z.clamp(-1, 1) * self.levels) + self.levels).long()

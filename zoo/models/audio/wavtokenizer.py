@@ -25,6 +25,7 @@ import torch
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...nn.audio import ISTFTHead, SEANetEncoder, VocosBackbone
+from ...nn.chunking import decode_in_windows
 from ...quantizers import VectorQuantizer
 from ...tokenizer import AudioTokenizer, TokenizerOutput
 from ...tokens import Tokens
@@ -55,6 +56,12 @@ class WavTokenizer(AudioTokenizer):
         attention: build the attention stack before the ConvNeXt blocks.
         norm_groups: GroupNorm groups in that stack.
         dropout: dropout in that stack's ResNet blocks.
+        decode_window: seconds of audio decoded per call; longer token sequences are decoded in windows
+            that overlap by ``decode_overlap`` seconds, cross-faded. The backbone's attention and GroupNorm
+            see the whole sequence they are given, so this is what keeps memory (and the attention's
+            quadratic time) bounded on long clips; clips up to one window decode exactly as upstream, and
+            ``None`` decodes any length in one call as upstream does.
+        decode_overlap: seconds shared by neighbouring decode windows.
     """
 
     def __init__(
@@ -77,9 +84,17 @@ class WavTokenizer(AudioTokenizer):
         attention: bool = True,
         norm_groups: int = 32,
         dropout: float = 0.1,
+        decode_window: float | None = 30.0,
+        decode_overlap: float = 1.0,
     ) -> None:
         super().__init__()
+        if decode_window is not None and not 0 <= decode_overlap < decode_window:
+            raise ValueError(
+                f"decode_overlap must lie in [0, decode_window), got {decode_overlap} and {decode_window}"
+            )
         self.sample_rate = sample_rate
+        self.decode_window = decode_window
+        self.decode_overlap = decode_overlap
         self.channels = 1
         self.encoder = SEANetEncoder(
             channels=1,
@@ -136,9 +151,11 @@ class WavTokenizer(AudioTokenizer):
         ``T`` need not be a whole number of hops: as upstream's ``encode_infer``, each SEANet conv
         reflect-pads its own input (plus the few samples its stride needs), so a clip's last frames are
         upstream's. Zero-padding the clip to a hop first, as the zoo did, changed the last 4-5 frames.
+        The convolutions run ``chunk_seconds`` at a time with their receptive field's overlap (the same
+        ids as one call, memory flat in the clip's length).
         """
         self.check_audio(x)
-        ids = self.quantizer.encode(self.encoder(x))
+        ids = self.quantizer.encode(self.encoder(x, chunk_frames=self.chunk_frames))
         return self.make_tokens(
             ids=ids,
             grid=tuple(ids.shape[1:]),
@@ -148,10 +165,22 @@ class WavTokenizer(AudioTokenizer):
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> torch.Tensor:
-        """Ids -> audio ``[B, 1, T]``: the encoded clip's length when ``tokens`` records it, else ``frames * hop``."""
+        """Ids -> audio ``[B, 1, T]``: the encoded clip's length when ``tokens`` records it, else ``frames * hop``.
+
+        Sequences longer than ``decode_window`` seconds are decoded in cross-faded windows (see the class)."""
         ids = self.decodable_ids(tokens, 1)
         codes = self.quantizer.lookup(ids).to(self.head.out.weight.dtype)
-        return self.trim(self._reconstruct(codes), tokens)
+        if self.decode_window is None:
+            return self.trim(self._reconstruct(codes), tokens)
+        rate = self.sample_rate / self.hop_length
+        wav = decode_in_windows(
+            self._reconstruct,
+            codes,
+            hop=self.hop_length,
+            window_frames=max(1, round(self.decode_window * rate)),
+            overlap_frames=round(self.decode_overlap * rate),
+        )
+        return self.trim(wav, tokens)
 
 
 # ---------------------------------------------------------------------------------------------- converter
@@ -219,6 +248,8 @@ _TINY: dict[str, Any] = {
     "num_layers": 2,
     "norm_groups": 8,
     "dropout": 0.0,
+    "decode_window": 2.0,
+    "decode_overlap": 0.1,
 }
 
 

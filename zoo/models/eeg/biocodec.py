@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...nn.audio import SEANetDecoder, SEANetEncoder
-from ...quantizers import ResidualVQ
+from ...quantizers import ResidualVQ, project_float32
 from ...tokenizer import EEGTokenizer, TokenizerOutput
 from .._weight_norm import fold_weight_norm, split_weight_norm
 
@@ -187,15 +187,18 @@ class BioCodec(EEGTokenizer):
         upstream's codebooks search (``core_vq.EuclideanCodebook.quantize``): the largest float32 cosine
         similarity between the normalised projection and the normalised codes. The quantizer's own search
         minimises ``|c|^2 - 2 x.c``, the same ranking in exact arithmetic, but its rounding can order a
-        near-tie (about one id in a million) the other way."""
+        near-tie (about one id in a million) the other way. A bf16 or fp16 model searches in float32 too, on
+        its projections and codes upcast."""
         residual = z.float()
         ids = []
         for layer in self.quantizer.layers:
-            projected = layer.project_in(residual.transpose(1, 2))  # [N, frames, codebook_dim]
+            # [N, frames, codebook_dim]
+            projected = project_float32(layer.project_in, residual.transpose(1, 2))
             rows = F.normalize(projected.reshape(-1, projected.shape[-1]), p=2, dim=1)
-            similarity = rows @ F.normalize(layer.codebook, p=2, dim=1).t()
+            similarity = rows @ F.normalize(layer.codebook.float(), p=2, dim=1).t()
             index = similarity.max(dim=-1).indices.view(projected.shape[:-1])
-            residual = residual - layer.project_out(F.embedding(index, layer.output_codes())).transpose(1, 2)
+            code_vectors = F.embedding(index, layer.output_codes(torch.float32))
+            residual = residual - project_float32(layer.project_out, code_vectors).transpose(1, 2)
             ids.append(index)
         return torch.stack(ids, 1)
 

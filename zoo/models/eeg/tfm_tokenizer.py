@@ -371,6 +371,7 @@ class TFMTokenizer(EEGTokenizer):
     def _frequency_features(self, spec: torch.Tensor) -> torch.Tensor:
         """``[N, n_freq, F]`` -> ``[N, F, emb_size / 2]``, each frame's spectrum encoded on its own."""
         n, bins, frames = spec.shape
+        spec = spec.to(self.compute_dtype)  # the float32 STFT meets a bf16 or fp16 model's weights here
         patches = self.freq_patch_embedding(spec.transpose(1, 2).reshape(n * frames, 1, bins))
         patches = self.freq_transformer(patches.transpose(1, 2)).transpose(1, 2)
         pooled = self.freq_value(patches) * torch.sigmoid(self.freq_gate(patches))
@@ -378,7 +379,7 @@ class TFMTokenizer(EEGTokenizer):
 
     def _temporal_features(self, x: torch.Tensor) -> torch.Tensor:
         """Windows ``[N, 1, L]`` -> ``[N, F, emb_size / 2]``, one conv step per STFT frame."""
-        return self.temporal_patch_embedding(x.float()).transpose(1, 2)
+        return self.temporal_patch_embedding(x.to(self.compute_dtype)).transpose(1, 2)
 
     def _encode(self, spec: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
         """Unit-norm vectors ``[N, emb_size, F]`` that the quantizer sees."""

@@ -55,7 +55,7 @@ from torch import nn
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...errors import MediaError
-from ...io.image import as_uint8, pil_bicubic
+from ...io.image import as_uint8, bicubic_crop, pil_bicubic_crop, unit_float
 from ...nn.transformer import ClipBlock
 from ...quantizers import VectorQuantizer
 from ...tokenizer import ImageTokenizer, TokenizerOutput
@@ -280,7 +280,8 @@ class KARL(ImageTokenizer):
         size = resolution or self.resolution
         if size % self.downsample:
             raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
-        return torchvision_center_crop(media.float(), size)[None]
+        pixels = media if media.dtype == torch.uint8 else media.float()  # uint8: read_image(keep_uint8=True)
+        return torchvision_center_crop(pixels, size)[None]
 
     # ------------------------------------------------------------------ pieces
     def _pos(self, table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -488,22 +489,20 @@ class KARL(ImageTokenizer):
 
 def torchvision_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """``Resize(size, BICUBIC, antialias=True)`` + ``CenterCrop(size)`` of torchvision on a PIL image, for
-    ``x`` ``[C, H, W]`` in ``[0, 1]``: bit-identical to it when ``x`` holds 8-bit values (PIL resizes the
-    uint8 pixels), torch's antialiased bicubic otherwise."""
+    ``x`` ``[C, H, W]`` in ``[0, 1]`` or uint8: bit-identical to it when ``x`` holds 8-bit values (PIL
+    resizes the uint8 pixels), torch's antialiased bicubic otherwise. Aspect ratios beyond 16:1 resize
+    only the region the crop keeps (see ``zoo.io.image.pil_bicubic_crop`` and ``bicubic_crop``)."""
     h, w = x.shape[-2:]
     short, long = min(h, w), max(h, w)
     new_long = int(size * long / short)  # torchvision truncates the long side
     new_h, new_w = (size, new_long) if h <= w else (new_long, size)
-    if (new_h, new_w) != (h, w):
-        pixels = as_uint8(x)
-        if pixels is not None:
-            x = pil_bicubic(pixels, (new_h, new_w), x).to(x.device)
-        else:
-            x = F.interpolate(
-                x[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True
-            )[0].clamp(0, 1)
     top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)  # banker's rounding, as torchvision
-    return x[:, top : top + size, left : left + size]
+    if (new_h, new_w) == (h, w):
+        return unit_float(x[:, top : top + size, left : left + size])
+    pixels = as_uint8(x)
+    if pixels is not None:
+        return pil_bicubic_crop(pixels, (new_h, new_w), top, left, size, x).to(x.device)
+    return bicubic_crop(x, (new_h, new_w), top, left, size, antialias=True)
 
 
 # ---------------------------------------------------------------------------------------------- converter

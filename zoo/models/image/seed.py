@@ -58,7 +58,7 @@ from torch import nn
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
 from ...errors import MediaError, MissingPartError
-from ...io.image import as_uint8, pil_bicubic
+from ...io.image import as_uint8, pil_bicubic, unit_float
 from ...nn.conv2d import ConvDecoder2d
 from ...nn.image_teachers import (
     CLIPImageEmbedTeacher,
@@ -373,13 +373,13 @@ class SEED(ImageTokenizer):
         if resolution not in (0, None, self.resolution):
             raise ValueError(f"SEED reads {self.resolution} px images only, not {resolution}")
         size = (self.resolution, self.resolution)
-        x = media.float()
+        x = media if media.dtype == torch.uint8 else media.float()  # uint8: read_image(keep_uint8=True)
         if tuple(x.shape[-2:]) == size:
-            return x[None]
+            return unit_float(x)[None]
         pixels = as_uint8(x)
         if pixels is not None:
             return pil_bicubic(pixels, size, x)[None].to(media.device)
-        x = F.interpolate(x[None], size=size, mode="bicubic", align_corners=False, antialias=True)
+        x = F.interpolate(unit_float(x)[None], size=size, mode="bicubic", align_corners=False, antialias=True)
         return (x.clamp(0, 1) * 255).round() / 255
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
