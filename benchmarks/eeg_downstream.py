@@ -6,13 +6,18 @@ from the raw signal, plus reconstruction quality and codebook usage of the held-
 
 Tokenizers are registry names (``*_tiny`` ones are trained here with their recipe's loss and optimiser
 for ``--steps`` on the recording's training span only, never the test span) or saved model directories /
-pretrained ``arch.tag`` names (used as they are). A PNG of original vs reconstructed channels is written
-per tokenizer to ``--out``.
+pretrained ``arch.tag`` names (used as they are). Beside each trained or given tokenizer an untrained
+control row scores the same architecture with random weights (``--control-seed``) through the same
+heads, so the table shows what training adds. Each row carries a 95 % Wilson interval of its accuracy
+from the test-set size (the test sets are balanced, so it is the balanced accuracy's too). The tables
+are printed and written, with every number, to ``--out``/eeg_downstream.json, beside a PNG of original
+vs reconstructed channels per tokenizer.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -23,9 +28,14 @@ import torch
 import yaml
 
 import zoo
-from zoo.evaluation.eeg import evaluate_raw, evaluate_tokenizer, stimulus_locked_task
-from zoo.io import EEGRecording, read_eeg, write_eeg
-from zoo.training.samples import save_png
+from zoo.evaluation.eeg import (
+    evaluate_raw,
+    evaluate_tokenizer,
+    stimulus_locked_task,
+    summarise_runs,
+    untrained_copy,
+)
+from zoo.io import EEGRecording, read_eeg, write_eeg, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECORDING = ROOT.parent / "shared" / "data" / "eeg" / "eeglab" / "eeglab_data.set"
@@ -111,9 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--time-bins", type=int, default=4, help="time bins of the linear probes")
     parser.add_argument("--out", default=str(ROOT / "runs" / "eeg_downstream"), help="folder for the PNGs")
+    parser.add_argument("--heads", nargs="+", default=["linear", "transformer"], help="classifier heads")
+    parser.add_argument("--control-seed", type=int, default=0, help="seed of the untrained control weights")
+    parser.add_argument("--no-control", action="store_true", help="leave out the untrained control rows")
+    parser.add_argument("--markdown", default=None, help="also write the tables to this markdown file")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    heads = tuple(args.heads)
 
     names = args.tokenizers
     if names is None:
@@ -135,32 +150,32 @@ def main(argv: list[str] | None = None) -> None:
         )
         for s in args.seeds
     ]
+    counts = tasks[0].counts()
+    test_windows = counts["test_stimulus"] + counts["test_random"]
     print(
         f"{args.recording}: {recording.data.shape[0]} ch x {recording.data.shape[1]} @ {recording.sample_rate:g} Hz; "
-        f"task {tasks[0].counts()} ({args.window:g}-s windows, test span from sample {tasks[0].test_start})"
+        f"task {counts} ({args.window:g}-s windows, test span from sample {tasks[0].test_start})"
     )
 
-    def over_tasks(evaluate) -> list[dict]:
-        """Mean and spread of each head over the seeds (each seed: new random windows and classifier)."""
+    def over_tasks(evaluate, weights: str) -> list[dict]:
+        """Each head over the seeds (each seed: new random windows and classifier): mean, spread, and the
+        Wilson interval of the mean for one seed's test-set size."""
         per_seed = [evaluate(task, seed) for seed, task in zip(args.seeds, tasks, strict=True)]
         rows = []
         for i, row in enumerate(per_seed[0]):
-            accs = torch.tensor([run[i]["balanced_accuracy"] for run in per_seed])
-            kappas = torch.tensor([run[i]["kappa"] for run in per_seed])
+            runs = [run for seed_rows in per_seed for run in seed_rows[i]["runs"]]
+            summary = summarise_runs(runs, row["test_windows"])
             rows.append(
-                {
-                    **row,
-                    "balanced_accuracy": float(accs.mean()),
-                    "balanced_accuracy_std": float(accs.std(unbiased=False)),
-                    "kappa": float(kappas.mean()),
-                    "seeds": len(per_seed),
-                }
+                {"model": row["model"], "weights": weights, "classifier": row["classifier"], **summary}
             )
         return rows
 
     start = time.perf_counter()
     rows = over_tasks(
-        lambda task, seed: evaluate_raw(recording, task, time_bins=args.time_bins, seeds=(seed,))
+        lambda task, seed: evaluate_raw(
+            recording, task, time_bins=args.time_bins, seeds=(seed,), heads=heads
+        ),
+        "-",
     )
     print(f"raw baselines: {time.perf_counter() - start:.0f} s")
     recon_rows = []
@@ -168,50 +183,121 @@ def main(argv: list[str] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         model, how = load_tokenizer(name, recording, tasks[0].test_start, args.steps, args.seeds[0])
-        start = time.perf_counter()
-        results = {}
+        variants = [(name, model, how)]
+        if how != "untrained" and not args.no_control:
+            control = f"random init (seed {args.control_seed})"
+            variants.append((f"{name} untrained", untrained_copy(model, args.control_seed), control))
+        for label, tokenizer, weights in variants:
+            start = time.perf_counter()
+            results = {}
 
-        def run(task, seed, model=model, name=name, results=results):
-            out = evaluate_tokenizer(
-                model, recording, task, name=name, time_bins=args.time_bins, seeds=(seed,)
+            def run(task, seed, tokenizer=tokenizer, label=label, results=results):
+                out = evaluate_tokenizer(
+                    tokenizer,
+                    recording,
+                    task,
+                    name=label,
+                    time_bins=args.time_bins,
+                    seeds=(seed,),
+                    heads=heads,
+                )
+                results.setdefault("first", out)
+                return out["rows"]
+
+            rows += over_tasks(run, weights)
+            first = results["first"]
+            png = out_dir / f"{Path(label).name.replace(' ', '_')}_reconstruction.png"
+            write_image(png, waveform_image(first["original"], first["reconstructed"], first["sample_rate"]))
+            recon_rows.append(
+                {
+                    "tokenizer": label,
+                    "weights": weights,
+                    "reconstruction": first["reconstruction"],
+                    "usage": first["usage"],
+                    "png": str(png),
+                }
             )
-            results.setdefault("first", out)
-            return out["rows"]
+            print(f"{label}: {weights}; evaluated in {time.perf_counter() - start:.0f} s")
 
-        rows += over_tasks(run)
-        first = results["first"]
-        png = save_png(
-            waveform_image(first["original"], first["reconstructed"], first["sample_rate"]),
-            out_dir / f"{Path(name).name}_reconstruction.png",
-        )
-        recon_rows.append((name, how, first["reconstruction"], first["usage"], png))
-        print(f"{name}: {how}; evaluated in {time.perf_counter() - start:.0f} s")
-
-    print("\nClassification (test span, mean ± std over seeds; chance = 0.5 / 0.0)")
-    print(f"| {'model':<40} | {'classifier':<11} | balanced acc. | kappa |")
-    print(f"|{'-' * 42}|{'-' * 13}|---------------|-------|")
+    rerun = "python " + " ".join(
+        shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+    )
+    table: list[str] = []  # the printed tables, also written to --markdown
+    table.append(
+        f"\nClassification of the test span ({test_windows} windows, balanced; chance = 0.5 / 0.0): balanced "
+        f"accuracy as mean ± std over {len(args.seeds)} seed(s), and its 95 % Wilson interval for "
+        f"{test_windows} test windows\n"
+    )
+    table.append(
+        f"| {'model':<44} | {'weights':<30} | {'classifier':<11} | balanced acc. | 95 % CI (Wilson) | kappa |"
+    )
+    table.append(f"|{'-' * 46}|{'-' * 32}|{'-' * 13}|---------------|------------------|-------|")
     for r in rows:
         acc = f"{r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_std']:.3f}"
-        print(f"| {r['model']:<40} | {r['classifier']:<11} | {acc:<13} | {r['kappa']:.3f} |")
+        ci = f"{r['ci_low']:.3f} – {r['ci_high']:.3f}"
+        table.append(
+            f"| {r['model']:<44} | {r['weights']:<30} | {r['classifier']:<11} | {acc:<13} | {ci:<16} | {r['kappa']:.3f} |"
+        )
     if recon_rows:
-        bands = list(recon_rows[0][2]["band_power_error"])
-        print("\nReconstruction of the test span (relative band-power error per band) and codebook usage")
-        print(
+        bands = list(recon_rows[0]["reconstruction"]["band_power_error"])
+        table.append(
+            "\nReconstruction of the test span (relative band-power error per band) and codebook usage\n"
+        )
+        table.append(
             "| tokenizer | weights | NMSE | Pearson | " + " | ".join(bands) + " | codes used | perplexity |"
         )
-        print("|---|---|---|---|" + "---|" * len(bands) + "---|---|")
-        for name, how, rec, usage, png in recon_rows:
+        table.append("|---|---|---|---|" + "---|" * len(bands) + "---|---|")
+        for r in recon_rows:
+            rec, usage = r["reconstruction"], r["usage"]
             errors = " | ".join(f"{rec['band_power_error'][b]:.3f}" for b in bands)
             used = "/".join(f"{u:.2f}" for u in usage["usage"])
             perplexity = "/".join(f"{p:.1f}" for p in usage["perplexity"])
-            print(
-                f"| {name} | {how} | {rec['nmse']:.3f} | {rec['pearson']:.3f} | {errors} | {used} | {perplexity} |"
+            table.append(
+                f"| {r['tokenizer']} | {r['weights']} | {rec['nmse']:.3f} | {rec['pearson']:.3f} | {errors} | "
+                f"{used} | {perplexity} |"
             )
-        print("\nPNGs: " + ", ".join(str(r[4]) for r in recon_rows))
-    print(
-        "\nrerun: python "
-        + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    )
+    print("\n".join(table))
+    if recon_rows:
+        print("\nPNGs: " + ", ".join(r["png"] for r in recon_rows))
+    report = {
+        "command": rerun,
+        "recording": args.recording,
+        "task": {
+            "labels": args.labels,
+            "window_seconds": args.window,
+            "offset_seconds": args.offset,
+            "test_fraction": args.test_fraction,
+            "test_start_sample": tasks[0].test_start,
+            "counts": counts,
+            "seeds": args.seeds,
+        },
+        "interval": "95 % Wilson score interval of the mean accuracy over the seeds, n = one seed's test windows",
+        "classification": rows,
+        "reconstruction": recon_rows,
+    }
+    json_path = out_dir / "eeg_downstream.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"JSON: {json_path}")
+    if args.markdown:
+        header = [
+            "# EEG downstream: stimulus-locked vs random windows",
+            "",
+            f"Written by `benchmarks/eeg_downstream.py` on {time.strftime('%Y-%m-%d')} (every number, per "
+            "seed too, in the `eeg_downstream.json` it writes to `--out`). Recording `"
+            + Path(args.recording).name
+            + f"` ({recording.data.shape[0]} channels at {recording.sample_rate:g} Hz), task {counts}: the "
+            f"last {args.test_fraction:g} of the recording is the test span, and the tokenizers trained here "
+            "saw only the training span. Untrained rows are the same architectures with random weights, "
+            "through the same heads: training helps only where a trained row's interval clears its "
+            "untrained row.",
+            "",
+            "```bash",
+            rerun,
+            "```",
+        ]
+        Path(args.markdown).write_text("\n".join(header + table) + "\n")
+        print(f"markdown: {args.markdown}")
+    print(f"\nrerun: {rerun}")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from zoo.evaluation.eeg import (
     evaluate_raw,
     evaluate_tokenizer,
     reconstruction_metrics,
+    recording_statistics,
     stimulus_locked_task,
     token_embeddings,
-    tokenize_recording,
     welch_psd,
     window_ids,
 )
@@ -145,13 +145,14 @@ def test_task_is_balanced_time_split_and_seeded() -> None:
 def test_token_windows_line_up_with_the_signal() -> None:
     model = HoldWithCodebooks().eval()
     data = torch.randn(2, 1000, generator=torch.Generator().manual_seed(0)) * 30
-    tokens = tokenize_recording(model, data)
-    starts = torch.tensor([0, 35, 480, 900])
-    ids = window_ids(model, tokens, starts, 100)
+    starts = torch.tensor([0, 37, 480, 900])  # 37: off the hop grid; 100 samples span two tokenizer windows
+    ids = window_ids(model, data, starts, 100)
     assert ids.shape == (4, 2, 2, 20)
     # the hold quantizer's value of each frame is the normalised signal's mean over that hop
     values = token_embeddings(model, ids)[..., 0]  # levels[first] + levels[second] / 8
-    z = (data - tokens.side["offset"][0, :, None]) / tokens.side["gain"][0, :, None]
+    offset, gain = recording_statistics(model, data)
+    torch.testing.assert_close((offset, gain), (data.mean(-1), data.std(-1)))  # HoldQuantizer z-scores
+    z = (data - offset[:, None]) / gain[:, None]
     for row, s in enumerate(starts.tolist()):
         expected = z[:, s : s + 100].reshape(2, 20, 5).mean(-1).clamp(-4, 4)
         assert (values[row] - expected).abs().max() <= 0.25 / 16 + 1e-5
@@ -173,6 +174,7 @@ def test_token_and_raw_probes_beat_chance_on_the_tutorial_recording(shared_data)
     probe = out["rows"][0]
     assert probe["model"] == "hold (codebook emb.)" and probe["classifier"] == "linear"
     assert probe["balanced_accuracy"] > 0.7 and probe["kappa"] > 0.4, probe
+    assert probe["test_windows"] == 48 and probe["ci_low"] < probe["balanced_accuracy"] < probe["ci_high"]
     recon = out["reconstruction"]
     assert recon["pearson"] > 0.8 and recon["nmse"] < 0.4
     assert recon["band_power_error"]["delta"] < recon["band_power_error"]["gamma"]  # a 5-sample hold smooths

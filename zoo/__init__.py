@@ -7,6 +7,8 @@ images = tok.decode(tokens)
 
 __version__ = "0.1.0"
 
+from typing import Any
+
 from ._factory import create, info
 from ._registry import (
     PretrainedCfg,
@@ -20,6 +22,15 @@ from .hub import load, load_upstream, push_to_hub, save_pretrained
 from .tokenizer import ImageTokenizer, Tokenizer, TokenizerOutput
 from .tokens import Tokens
 
+
+def bench(model: Any, data: str | None = None, **options: Any) -> Any:
+    """``zoo bench`` in Python: measure a tokenizer against classic codecs (see `zoo.benchmarking.bench`).
+    Imported on first use, so ``import zoo`` does not load the metrics libraries."""
+    from .benchmarking import bench as run
+
+    return run(model, data, **options)
+
+
 __all__ = [
     "ImageTokenizer",
     "PretrainedCfg",
@@ -27,6 +38,7 @@ __all__ = [
     "TokenizerOutput",
     "Tokens",
     "__version__",
+    "bench",
     "create",
     "get_pretrained_cfg",
     "info",

@@ -6,7 +6,8 @@
     zoo decode MODEL TOKENS... -o OUT_DIR        (media files, one per token file)
     zoo card MODEL_OR_DIR [-o README.md]
     zoo push DIR REPO_ID [--branch B] [--private] [-m MESSAGE]
-    zoo train RECIPE.yaml [--section.key value ...] [--print_config] [--ckpt_path last]
+    zoo train RECIPE.yaml|NAME [--section.key value ...] [--print_config] [--ckpt_path last]
+    zoo train --list
     zoo export RUN_DIR_OR_CKPT -o DIR [--no-ema]
     zoo sample GENERATOR [--labels 1,2] [--n 4] [--cfg 2.0] [--seed 0] -o OUT_DIR   (PNGs, or .svg files)
     zoo fit-levels TOKENIZER DATA -o OUT_DIR       (TokenBridge: per-channel PTQ ranges)
@@ -233,6 +234,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise ZooError(f"--channels picks EEG channels; {args.model} is a {model.modality} model")
     if (args.resolution is not None or args.resize) and model.modality != "image":
         raise ZooError(f"--resolution and --resize size images; {args.model} is a {model.modality} model")
+    if args.max_pixels is not None and (model.modality != "image" or args.max_pixels < 0):
+        raise ZooError(
+            f"--max-pixels {args.max_pixels}: the largest image (width x height) to read, 0 for no limit"
+        )
     if args.sample_rate is not None and (model.modality != "eeg" or args.sample_rate <= 0):
         raise ZooError(
             f"--sample-rate {args.sample_rate:g}: gives the positive rate of EEG arrays (.npy/.npz)"
@@ -252,7 +257,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
             if "resize" not in inspect.signature(model.prepare).parameters:
                 raise ZooError(f"--resize: {args.model} has one fixed preprocessing (see its card)")
             options["resize"] = args.resize
-        reader = {"mode": "RGB" if model.in_channels == 3 else "L"}
+        # 8-bit files stay uint8 until prepare has shrunk them: a float copy is 12 bytes a pixel
+        reader = {"mode": "RGB" if model.in_channels == 3 else "L", "keep_uint8": True}
+        if args.max_pixels is not None:
+            reader["max_pixels"] = args.max_pixels or None
     else:
         reader = {}
     if channels:
@@ -277,6 +285,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 per_file = dict(reader)
                 if model.modality == "eeg" and path.suffix.lower() in (".npy", ".npz") and args.sample_rate:
                     per_file["sample_rate"] = args.sample_rate  # arrays store no rate of their own
+                if channels and path.suffix.lower() in (".edf", ".bdf"):
+                    per_file["channel_names"] = channels  # read just these, other-rate signals resampled
                 media = read_media(path, modality=model.modality, **per_file)
                 x = model.prepare(media, path=path, **options)
                 x = x.to(model.device) if isinstance(x, torch.Tensor) else x  # SVG tokenizers take text
@@ -403,6 +413,14 @@ def cmd_push(args: argparse.Namespace) -> int:
         args.directory, args.repo_id, branch=args.branch, private=args.private, commit_message=args.message
     )
     print(f"pushed {args.directory} to {hub_endpoint()}/{args.repo_id} at commit {sha}")
+    return 0
+
+
+def cmd_list_recipes(args: argparse.Namespace) -> int:
+    """``zoo train --list``, answered without importing Lightning."""
+    from .recipes import recipe_listing
+
+    print(recipe_listing())
     return 0
 
 
@@ -672,6 +690,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--sample-rate", type=float, help="EEG: the rate (Hz) of .npy/.npz arrays, which store none"
             )
+            p.add_argument(
+                "--max-pixels",
+                type=int,
+                help="images: refuse files with more pixels than this, from their header "
+                "(default 268435456 = 16384 x 16384; 0: no limit)",
+            )
         else:
             p.add_argument("--suffix", help="output file suffix (default by modality, e.g. .png)")
             p.add_argument(
@@ -693,7 +717,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--message")
     p.set_defaults(func=cmd_push)
 
-    sub.add_parser("train", help="train from a recipe YAML (LightningCLI: zoo train RECIPE.yaml --help)")
+    p = sub.add_parser(
+        "train",
+        help="train from a recipe YAML or a packaged recipe's name (zoo train --list; zoo train NAME --help)",
+    )
+    p.add_argument("--list", action="store_true", help="list the recipes that ship with zoo")
+    p.set_defaults(func=cmd_list_recipes)  # `zoo train --list` only: anything else goes to LightningCLI
 
     p = sub.add_parser("export", help="checkpoint of a training run -> Hub-ready folder")
     p.add_argument("run", help="run directory (uses checkpoints/last.ckpt) or a .ckpt file")
@@ -774,12 +803,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--revision", help="Hub revision of the tokenizer")
     p.set_defaults(func=cmd_fit_segments)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure a tokenizer against classic codecs: rate, quality, speed (markdown, JSON, plots)",
+    )
+    p.add_argument("model", help="registry name, Hub repo id or saved model directory")
+    p.add_argument(
+        "data",
+        nargs="?",
+        help="items to measure: a folder or dataset file, or a keyword (images: skimage-val, skimage, "
+        "cifar10); default: the modality's default set",
+    )
+    p.add_argument("--limit", type=int, help="measure at most this many items")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("-o", "--output", help="write <model>.md, .json, _rd.png and _samples.png here")
+    p.add_argument("--no-classic", action="store_true", help="skip the classic codecs")
+    p.add_argument("--control", action="store_true", help="add the same architecture untrained")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    p.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .benchmarking import bench
+
+    if args.limit is not None and args.limit < 1:
+        raise ZooError(f"--limit must be a positive number of items, got {args.limit}")
+    _check_device(args.device)
+    report = bench(
+        args.model,
+        args.data,
+        limit=args.limit,
+        device=args.device,
+        out=args.output,
+        classic=not args.no_classic,
+        control=args.control,
+    )
+    print(json.dumps(report.to_json(), indent=2, default=str) if args.json else report.to_markdown())
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"]:  # everything after the recipe belongs to LightningCLI's parser
+    if argv[:1] == ["train"] and argv[1:] != ["--list"]:  # the rest belongs to LightningCLI's parser
         from .training.cli import train
 
         return train(argv[1:])

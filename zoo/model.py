@@ -146,3 +146,19 @@ class ZooModel(nn.Module):
         if not isinstance(model, cls):
             raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def untrained_copy(model: nn.Module, seed: int = 0) -> nn.Module:
+    """The same architecture and configuration with fresh random weights drawn under ``seed``: the control
+    row that says how much of a tokenizer's score comes from training and how much from its shape (a
+    random encoder with a linear probe is already a fair feature extractor)."""
+    config = getattr(model, "config", None)
+    if not config:
+        raise ValueError(
+            f"{type(model).__name__} records no constructor config, so it cannot be rebuilt untrained"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        copy = type(model)(**config)
+    copy.arch = getattr(model, "arch", None)
+    return copy.eval()

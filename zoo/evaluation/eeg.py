@@ -9,11 +9,15 @@ carry what a task needs.
   same recording, split by time so no training window overlaps a test window;
 - :func:`evaluate_tokenizer` / :func:`evaluate_raw`: a linear probe and a small time x channel Transformer
   (BioCodec's downstream shape) on token embeddings, and the same two heads on the raw signal as the
-  baseline, scored by :func:`balanced_accuracy` and :func:`cohen_kappa`.
+  baseline, scored by :func:`balanced_accuracy` and :func:`cohen_kappa`, with a Wilson interval
+  (:func:`wilson_interval`) from the test-set size; :func:`untrained_copy` gives the random-weights
+  control.
 
-Everything works on any ``zoo.tokenizer.EEGTokenizer``: the recording is tokenized whole (so the
-tokenizer's normalisation sees the recording or its own windows, as upstream's did, not a one-second task
-window), and each task window takes the token frames that start inside it.
+Everything works on any ``zoo.tokenizer.EEGTokenizer``. Each task window gets exactly the token frames
+that lie inside it (:func:`window_ids`, from the tokenizer's :func:`frame_geometry`), from tokenizer
+windows of the model's own length (so per-window normalisation sees a whole window, as upstream's did,
+not a one-second task window). Per-recording normalisation statistics come from the training span only,
+and no tokenizer window reads across the train/test split.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.io.eeg import EEGRecording
+from zoo.model import untrained_copy
 from zoo.tokens import Tokens
 
 __all__ = [
     "CANONICAL_BANDS",
+    "FrameGeometry",
     "PooledLinearProbe",
     "TimeChannelTransformer",
     "WindowTask",
@@ -43,10 +49,17 @@ __all__ = [
     "cohen_kappa",
     "evaluate_raw",
     "evaluate_tokenizer",
+    "frame_geometry",
+    "prepare_spans",
     "reconstruction_metrics",
+    "recording_statistics",
     "stimulus_locked_task",
+    "summarise_runs",
     "token_embeddings",
+    "untrained_copy",
     "welch_psd",
+    "wilson_interval",
+    "window_ids",
 ]
 
 # Canonical EEG bands in Hz; gamma's upper edge is lowered to the Nyquist frequency when it is below 45 Hz.
@@ -220,6 +233,19 @@ def cohen_kappa(y_true: Any, y_pred: Any) -> float:
     return (observed - expected) / (1.0 - expected)
 
 
+def wilson_interval(fraction: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``fraction`` observed over ``n`` independent items: how far
+    an accuracy measured on ``n`` test windows may be from the classifier's true accuracy. Unlike the
+    normal approximation it stays inside [0, 1] and is not empty at 0 or 1."""
+    if n < 1 or not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"need n >= 1 and a fraction in [0, 1], got n={n}, fraction={fraction}")
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    denominator = 1 + z * z / n
+    centre = (fraction + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 # --------------------------------------------------------------------------------------------------
 # Task: stimulus-locked windows against random windows
 
@@ -237,14 +263,22 @@ class WindowTask:
     test_start: int
     sample_rate: float
 
-    def at_rate(self, sample_rate: float) -> tuple[torch.Tensor, int, int]:
-        """``(starts, window, test_start)`` in samples at another rate (a resampled recording)."""
+    def at_rate(
+        self, sample_rate: float, length: int | None = None, split: int | None = None
+    ) -> tuple[torch.Tensor, int, int]:
+        """``(starts, window, test_start)`` in samples at another rate (a resampled recording of
+        ``length`` samples, when given, whose test span starts at ``split``, when given: the spans may be
+        resampled apart). Test windows keep their distance from the split. Rounding never moves a window
+        across the split or past the end: a window that would reach one sample over is moved back."""
         scale = sample_rate / self.sample_rate
-        return (
-            (self.starts.double() * scale).round().long(),
-            round(self.window * scale),
-            round(self.test_start * scale),
-        )
+        window = round(self.window * scale)
+        test_start = round(self.test_start * scale) if split is None else split
+        train_starts = (self.starts.double() * scale).round().long().clamp_max(test_start - window)
+        test_starts = test_start + ((self.starts - self.test_start).double() * scale).round().long()
+        starts = torch.where(self.is_test, test_starts.clamp_min(test_start), train_starts)
+        if length is not None:
+            starts = starts.clamp_max(length - window)
+        return starts, window, test_start
 
     def counts(self) -> dict[str, int]:
         train = ~self.is_test
@@ -517,7 +551,32 @@ def fit_classifier(
 @torch.no_grad()
 def _scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     predicted = model(x).argmax(-1)
-    return {"balanced_accuracy": balanced_accuracy(y, predicted), "kappa": cohen_kappa(y, predicted)}
+    return {
+        "balanced_accuracy": balanced_accuracy(y, predicted),
+        "accuracy": float((predicted == y).double().mean()),
+        "kappa": cohen_kappa(y, predicted),
+    }
+
+
+def summarise_runs(runs: Sequence[dict[str, float]], test_items: int) -> dict[str, Any]:
+    """Mean and spread over seeds, and the 95 % Wilson interval of the mean accuracy for ``test_items``
+    test windows (one seed's test set, not the seeds pooled: the seeds share their stimulus windows, so
+    pooling would overstate the evidence). The tasks' test sets are balanced, so accuracy and balanced
+    accuracy are the same number and the interval is the balanced accuracy's too."""
+    accuracy = float(np.mean([r["accuracy"] for r in runs]))
+    low, high = wilson_interval(accuracy, test_items)
+    return {
+        "balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in runs])),
+        "balanced_accuracy_std": float(np.std([r["balanced_accuracy"] for r in runs])),
+        "accuracy": accuracy,
+        "ci_low": low,
+        "ci_high": high,
+        "ci": "Wilson 95 % (accuracy, test windows)",
+        "test_windows": test_items,
+        "kappa": float(np.mean([r["kappa"] for r in runs])),
+        "seeds": len(runs),
+        "runs": [dict(r) for r in runs],
+    }
 
 
 def _run_heads(
@@ -536,16 +595,7 @@ def _run_heads(
             torch.manual_seed(seed)
             model = fit_classifier(build(), inputs[train], task.labels[train], seed=seed, **fit.get(head, {}))
             runs.append(_scores(model, inputs[test], task.labels[test]))
-        rows.append(
-            {
-                "model": name,
-                "classifier": head,
-                "balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in runs])),
-                "balanced_accuracy_std": float(np.std([r["balanced_accuracy"] for r in runs])),
-                "kappa": float(np.mean([r["kappa"] for r in runs])),
-                "seeds": len(runs),
-            }
-        )
+        rows.append({"model": name, "classifier": head, **summarise_runs(runs, int(test.sum()))})
     return rows
 
 
@@ -590,31 +640,176 @@ def tokenize_recording(model: nn.Module, data: torch.Tensor) -> Tokens:
     return model.encode(data[None].float(), overlap=0.0)
 
 
-def window_ids(model: nn.Module, tokens: Tokens, starts: torch.Tensor, window: int) -> torch.Tensor:
-    """The token frames of each task window: ids ``[N, (K,) C, n]``, the ``n`` frames (the window's
-    length over the hop) that start at or after the window's start, in time order.
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where a tokenizer's frames sit inside one of its windows of ``window`` samples: frame ``f`` (of
+    ``frames``) covers samples ``[offset + f * hop, offset + f * hop + extent)``. ``offset`` is negative
+    for a centred STFT (its first frames reach into padding); frames that reach outside the window see
+    padding, not signal, and are never handed to a classifier."""
 
-    Frame ``f`` of tokenizer window ``w`` starts at sample ``w * stride + f * hop_length`` of the tokenized
-    recording (``EEGTokenizer``'s layout with ``overlap=0``).
-    """
-    ids = tokens.ids[0]  # [(K,) C, W, F]
-    multi = ids.ndim == 4
-    if not multi:
-        ids = ids[None]
-    k, c, count, frames = ids.shape
-    stride = int(tokens.meta.get("window_stride", model.window_samples))
+    hop: int
+    offset: int
+    extent: int
+    frames: int
+    window: int
+
+    def start(self, frame: int) -> int:
+        return self.offset + frame * self.hop
+
+    @property
+    def first_whole(self) -> int:
+        """The first frame that lies wholly inside the window."""
+        return max(0, -(self.offset // self.hop))
+
+    @property
+    def whole(self) -> int:
+        """How many consecutive frames, from :attr:`first_whole`, lie wholly inside the window."""
+        last = min(self.frames - 1, (self.window - self.extent - self.offset) // self.hop)
+        return max(0, last - self.first_whole + 1)
+
+    def frames_within(self, length: int) -> int:
+        """Frames that fit wholly inside ``length`` samples when the first starts at its first sample."""
+        if length < self.extent:
+            raise ValueError(
+                f"a {length}-sample task window is shorter than one token frame ({self.extent} samples): "
+                "use longer windows"
+            )
+        return (length - self.extent) // self.hop + 1
+
+
+def frame_geometry(model: nn.Module) -> FrameGeometry:
+    """The :class:`FrameGeometry` of an ``EEGTokenizer``: an STFT tokenizer (one with ``n_fft``) has
+    frames of ``n_fft`` samples every ``hop_length``, shifted back by ``n_fft // 2`` when ``center`` is
+    set (``torch.stft``'s centring); a convolutional codec's frame ``f`` stands for its hop
+    ``[f * hop, (f + 1) * hop)``."""
     hop = int(model.hop_length)
-    times = (torch.arange(count)[:, None] * stride + torch.arange(frames)[None] * hop).reshape(-1)
-    flat = ids.reshape(k, c, count * frames)
-    n = max(1, window // hop)
-    out = []
+    n_fft = getattr(model, "n_fft", None)
+    if n_fft is not None:
+        offset = -(int(n_fft) // 2) if getattr(model, "center", False) else 0
+        extent = int(n_fft)
+    else:
+        offset, extent = 0, hop
+    geometry = FrameGeometry(hop, offset, extent, int(model.frames_per_window), int(model.window_samples))
+    if geometry.whole == 0:
+        raise ValueError(
+            f"{type(model).__name__}: no token frame lies wholly inside its {geometry.window}-sample window"
+        )
+    return geometry
+
+
+def recording_statistics(
+    model: nn.Module, data: torch.Tensor, end: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The per-channel ``(offset, gain)`` ``[C]`` a tokenizer that normalises whole recordings would take,
+    from ``data [C, T]``'s samples before ``end`` only (the training span), so nothing of the test span
+    reaches any token; None for tokenizers that normalise each window on its own."""
+    if getattr(model, "normalise_windows", False):
+        return None
+    span = data[:, :end] if end is not None else data
+    if span.shape[-1] == 0:
+        raise ValueError("the training span is empty: no samples to take normalisation statistics from")
+    return model.channel_statistics(span.float())
+
+
+@torch.no_grad()
+def window_ids(
+    model: nn.Module,
+    data: torch.Tensor,
+    starts: torch.Tensor,
+    window: int,
+    *,
+    split: int | None = None,
+    statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The token frames of each task window ``[s, s + window)`` of ``data [C, T]`` (at the model's rate):
+    ids ``[N, (K,) C, n]``, exactly the ``n`` frames (:meth:`FrameGeometry.frames_within`) that lie
+    wholly inside the window, the first starting at ``s``, in time order.
+
+    A recording tokenized on one fixed grid cannot give that: its frames start at multiples of the hop
+    from each tokenizer window's start, and an STFT tokenizer's grid has gaps at window boundaries, so a
+    task window would get frames up to a frame late. Here every task window is tokenized with its own
+    tokenizer windows, placed so that a frame starts at ``s`` (the first window starts at ``s`` or, near
+    the end of its span, a whole number of hops earlier); later windows follow at the stride that keeps
+    the frames one hop apart, so windows longer than a tokenizer window work too.
+
+    ``split`` (the test span's first sample) cuts the recording in two spans: a tokenizer window never
+    reads a sample of the other span (those positions are zero), per-window statistics
+    (``normalise_windows``) come from the window's own samples inside its span, and per-recording
+    statistics are ``statistics`` or, by default, :func:`recording_statistics` of the training span.
+    """
+    geometry = frame_geometry(model)
+    hop, per_window = geometry.hop, geometry.whole
+    stride = per_window * hop  # consecutive tokenizer windows continue each other's frames
+    n = geometry.frames_within(window)
+    length = data.shape[-1]
+    data = data.float()
+    if statistics is None:
+        statistics = recording_statistics(model, data, split)
+    source = data if statistics is None else model.normalise(data, statistics[0], statistics[1])
+
+    positions = torch.arange(geometry.window)
+    segments, picks = [], []  # picks[i]: (tokenizer window, frame) of each of task window i's frames
     for s in starts.tolist():
-        first = int(torch.searchsorted(times, torch.tensor(s)))
-        if first + n > times.numel():
-            raise ValueError(f"the window at sample {s} runs past the tokens ({times.numel()} frames)")
-        out.append(flat[..., first : first + n])
-    result = torch.stack(out)  # [N, K, C, n]
-    return result if multi else result[:, 0]
+        if split is None:
+            lo, hi = 0, length
+        else:
+            lo, hi = (0, split) if s < split else (split, length)
+        if s < lo or s + window > hi:
+            raise ValueError(
+                f"the task window [{s}, {s + window}) leaves its span [{lo}, {hi}) of the {length}-sample recording"
+            )
+        chosen = 0
+        for shift in range(per_window):  # frames skipped at the front, to keep the windows in the span
+            first = s - geometry.start(geometry.first_whole + shift)
+            count = -(-(shift + n) // per_window)
+            if first < lo:
+                break
+            if first + (count - 1) * stride + geometry.window <= hi:
+                chosen = shift
+                break
+        first = s - geometry.start(geometry.first_whole + chosen)
+        count = -(-(chosen + n) // per_window)
+        base = len(segments)
+        for w in range(count):
+            index = first + w * stride + positions
+            inside = (index >= lo) & (index < hi)
+            segment = source[:, index.clamp(0, length - 1)] * inside
+            if statistics is None:  # the window's own statistics, from its samples inside the span
+                offset, gain = model.channel_statistics(segment[:, inside])
+                segment = model.normalise(segment, offset, gain) * inside
+            segments.append(segment)
+        frames = [chosen + j for j in range(n)]
+        picks.append([(base + g // per_window, geometry.first_whole + g % per_window) for g in frames])
+
+    windows = torch.stack(segments)  # [W, C, L]
+    channels = windows.shape[1]
+    flat = windows.reshape(-1, 1, geometry.window)
+    ids = torch.cat(
+        [model.encode_windows(chunk.to(model.device)).cpu() for chunk in flat.split(model.window_batch)]
+    )
+    multi = ids.ndim == 3  # [windows x channels, K, F] for several codebooks
+    ids = ids.reshape(len(segments), channels, -1, ids.shape[-1])  # [W, C, K, F]
+    which = torch.tensor(picks, dtype=torch.long)  # [N, n, 2]: tokenizer window, frame
+    out = ids[which[..., 0], :, :, which[..., 1]].permute(0, 3, 2, 1)  # [N, n, C, K] -> [N, K, C, n]
+    return out if multi else out[:, 0]
+
+
+def prepare_spans(
+    model: nn.Module, recording: EEGRecording, split: int, channels: list[str] | None = None
+) -> tuple[torch.Tensor, int]:
+    """``(data [C, T'], split')``: the training span (samples before ``split``) and the test span run
+    through ``model.prepare`` apart and joined, ``split'`` the first test sample at the model's rate.
+    Apart, because preparation reaches across time: zero-phase filters and FFT resampling (TFM's)
+    would otherwise carry test-span samples into the training span's last seconds (or its whole)."""
+    length = recording.data.shape[-1]
+    if not 0 < split < length:
+        raise ValueError(f"the split {split} must fall inside the {length}-sample recording")
+    parts = [
+        EEGRecording(recording.data[:, lo:hi], recording.sample_rate, recording.channel_names, recording.path)
+        for lo, hi in ((0, split), (split, length))
+    ]
+    train, test = (model.prepare(part, channels=channels)[0] for part in parts)
+    return torch.cat([train, test], -1), train.shape[-1]
 
 
 def evaluate_tokenizer(
@@ -632,13 +827,18 @@ def evaluate_tokenizer(
     """Classification rows (the heads on token embeddings), reconstruction metrics and codebook usage of
     the test span, for any ``EEGTokenizer``. Returns ``{"rows", "reconstruction", "usage", "original",
     "reconstructed", "sample_rate", "embeddings"}``; the last pair of signals is the test span at the
-    model's rate, for plots."""
+    model's rate, for plots.
+
+    Each task window gets exactly the frames inside it (:func:`window_ids`); the spans are prepared
+    apart (:func:`prepare_spans`) and normalised with statistics of the training span only, so no test
+    sample reaches a training feature. The reconstruction is of the test span tokenized
+    on its own, as a user would tokenize a new recording (its statistics are the test span's own)."""
     model = model.eval()
-    data = model.prepare(recording, channels=channels)[0]  # [C, T] at the model's rate
+    data, split = prepare_spans(model, recording, task.test_start, channels)  # [C, T] at the model's rate
     rate = float(model.sample_rate)
-    tokens = tokenize_recording(model, data)
-    starts, window, test_start = task.at_rate(rate)
-    ids = window_ids(model, tokens, starts, window)
+    starts, window, test_start = task.at_rate(rate, data.shape[-1], split)
+    ids = window_ids(model, data, starts, window, split=test_start)
+    time_bins = min(time_bins, ids.shape[-1])  # no more bins than frames (TFM: one frame per second)
     vectors = codebook_vectors(model)
     sizes = list(model.codebook_sizes)
     c = data.shape[0]
