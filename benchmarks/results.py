@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"{name}: {type(error).__name__}: {error}")
                 print(f"   failed: {failures[-1]}", flush=True)
                 continue
-            if train_it:
-                report.rows[0].extra["weights"] = f"trained {args.steps} steps from recipes/{name}.yaml"
+            if train_it:  # the export sat in a temporary folder: say how the weights were made instead
+                weights = f"trained {args.steps} steps from recipes/{name}.yaml"
+                report.rows[0].extra["weights"] = weights
+                report.notes = [f"{name}: {weights}", *report.notes[1:]]
                 report.write(out, name)
             rows.append(summary_row(report, f"results/{name}.md"))
             print(f"   {time.time() - start:.0f}s", flush=True)

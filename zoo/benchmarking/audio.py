@@ -407,7 +407,7 @@ def _default_items(limit: int) -> tuple[list[AudioItem], str, str, list[str]]:
     items: list[AudioItem] = []
     for turn in range(max(len(s) for s in sources)):
         items += [s[turn] for s in sources if turn < len(s)]
-    return items[:limit], str(root / "audio"), "clean speech (PocketSphinx, Codec 2, FSDD test)", notes
+    return items[:limit], "shared data audio/", "clean speech (PocketSphinx, Codec 2, FSDD test)", notes
 
 
 # ---------------------------------------------------------------------------------------------- suite

@@ -312,9 +312,12 @@ class ImageSuite(Suite):
                     quality, decoded, size = cheapest_quality_at_least(x, codec, rate * pixels)
                     matched.append((decoded, size))
                     qualities.append(quality)
-                row = self._row(
-                    codec, f"matched ≥ {rate:.3g} (q {min(qualities)}–{max(qualities)})", images, matched
+                reached = all(
+                    8 * size >= rate * x.shape[-1] * x.shape[-2]
+                    for x, (_, size) in zip(images.values(), matched, strict=True)
                 )
+                label = f"matched ≥ {rate:.3g}" if reached else f"highest quality, below {rate:.3g}"
+                row = self._row(codec, f"{label} (q {min(qualities)}–{max(qualities)})", images, matched)
                 row.extra["qualities"] = qualities
                 rows.append(row)
         rows.append(self._row("PNG", "lossless", images, [compress(x, "PNG", 0) for x in images.values()]))
@@ -352,7 +355,7 @@ class ImageSuite(Suite):
             return None
         rate = None
         for row in classic:
-            if row.family == "WebP" and row.setting.startswith("matched"):
+            if row.family == "WebP" and "qualities" in row.extra:
                 rate = row
                 break
         rows = [[self.prepared[k] for k in keys], [self.reconstructions[k] for k in keys]]
