@@ -152,6 +152,7 @@ def test_image_bench_end_to_end(cifar_npz: str, tmp_path: pytest.TempPathFactory
         assert matched and matched[0].rate >= learned.rate
     data = json.loads((tmp_path / "vq16_tiny.json").read_text())
     assert data["rows"][0]["codec"] == "vq16_tiny" and data["verdicts"]["vq16_tiny"]
+    assert "Codebook use of `vq16_tiny`" in (tmp_path / "vq16_tiny.md").read_text()
     assert (tmp_path / "vq16_tiny_rd.png").stat().st_size > 1000
     samples = Image.open(tmp_path / "vq16_tiny_samples.png")
     assert samples.height >= 3 * 256  # originals, tokenizer and WebP, each at least 256 px high

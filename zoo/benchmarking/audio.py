@@ -35,11 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MediaError
-from ..io.audio import AUDIO_SUFFIXES, read_audio, resample
+from ..io.audio import AUDIO_SUFFIXES, read_audio, read_packed_arrays, resample
 from ..losses.audio import MultiResolutionMelLoss
 from ..tokenizer import Tokenizer
 from ..tokens import Tokens
-from .rate import codebook_use, token_rate
+from .rate import codebook_summary, token_rate
 from .report import Metric, Row
 from .suite import Items, PeakMemory, Suite, Timer, shared_data
 
@@ -344,19 +344,11 @@ def _read_packed(path: Path, limit: int | None) -> tuple[list[AudioItem], str]:
     ``speaker`` is stored, each speaker's clips joined in stored order into one item (FSDD's half-second
     digits are too short for PESQ and STOI on their own). Read here rather than through ``AudioClips``,
     whose module imports Lightning."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = {"audio", "offsets", "sample_rate"} - set(archive.files)
-            if missing:
-                raise MediaError(
-                    path, f"packed clips need arrays {sorted(missing)}; it has {sorted(archive.files)}"
-                )
-            audio, offsets = archive["audio"], np.asarray(archive["offsets"], dtype=np.int64)
-            rate = int(np.asarray(archive["sample_rate"]).reshape(()))
-            test = np.asarray(archive["is_test"], dtype=bool) if "is_test" in archive.files else None
-            speakers = archive["speaker"] if "speaker" in archive.files else None
-    except (OSError, ValueError, EOFError) as error:
-        raise MediaError(path, f"not a readable .npz archive ({error})") from error
+    arrays = read_packed_arrays(path, ("audio", "offsets", "sample_rate", "is_test", "speaker"))
+    audio, offsets = arrays["audio"], np.asarray(arrays["offsets"], dtype=np.int64)
+    rate = int(np.asarray(arrays["sample_rate"]).reshape(()))
+    test = np.asarray(arrays["is_test"], dtype=bool) if "is_test" in arrays else None
+    speakers = arrays.get("speaker")
     if audio.dtype.kind not in "if":
         raise MediaError(path, f"array 'audio' must hold signed PCM or floats, got {audio.dtype}")
     scale = float(np.iinfo(audio.dtype).max + 1) if audio.dtype.kind == "i" else 1.0  # as soundfile reads PCM
@@ -486,11 +478,7 @@ class AudioSuite(Suite):
         else:
             assert entropy_bits is not None
             entropy_bits *= rate_all.items
-            use = codebook_use(batches)
-            extra.update(
-                codebook_used=[round(u, 4) for u in use.used_fraction],
-                perplexity=[round(p, 2) for p in use.perplexity],
-            )
+            extra.update(codebook_summary(batches))
         side_raw, side_entropy, side_notes = _side_bits(batches)
         if side_notes:
             extra["side streams"] = side_notes

@@ -40,7 +40,7 @@ from ..evaluation.eeg import CANONICAL_BANDS, reconstruction_metrics
 from ..io.eeg import EEG_SUFFIXES, EEGRecording, bad_channels, read_eeg
 from ..tokenizer import Tokenizer
 from ..tokens import Tokens
-from .rate import codebook_use, token_rate
+from .rate import codebook_summary, token_rate
 from .report import Metric, Row
 from .suite import Items, PeakMemory, Suite, Timer, shared_data
 
@@ -401,12 +401,8 @@ class EEGSuite(Suite):
         }
         entropy_rate = None
         if tokens_all[0].discrete:
-            use = codebook_use(tokens_all)
             entropy_rate = (measured.entropy_bits * measured.items + side_bits) / channel_seconds
-            extra.update(
-                codebook_used=[round(u, 4) for u in use.used_fraction],
-                perplexity=[round(p, 2) for p in use.perplexity],
-            )
+            extra.update(codebook_summary(tokens_all))
         else:
             extra["continuous"] = "latents counted at 16 bits per value"
         count = len(items.items)

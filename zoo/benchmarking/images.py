@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..errors import MediaError
 from ..tokenizer import Tokenizer
 from ..tokens import Tokens
-from .rate import codebook_use, token_rate
+from .rate import codebook_summary, codebook_use, token_rate
 from .report import Metric, Row
 from .suite import Items, PeakMemory, Suite, Timer, shared_data
 
@@ -266,10 +266,7 @@ class ImageSuite(Suite):
                     for k in prepared
                 ]
             )
-            extra.update(
-                codebook_used=[round(u, 4) for u in use.used_fraction],
-                perplexity=[round(p, 2) for p in use.perplexity],
-            )
+            extra.update(codebook_summary(batches))
         else:
             extra["continuous"] = "latents counted at 16 bits per value"
         count, megapixels = len(prepared), sum(pixels.values()) / 1e6

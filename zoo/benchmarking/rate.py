@@ -15,7 +15,7 @@ import torch
 
 from ..tokens import Tokens
 
-__all__ = ["CodebookUse", "TokenRate", "codebook_use", "token_rate"]
+__all__ = ["CodebookUse", "TokenRate", "codebook_summary", "codebook_use", "token_rate"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,13 @@ def token_rate(batches: list[Tokens], *, float_bits: int = 16) -> TokenRate:
     use = codebook_use(batches)
     entropy = per_item * sum(use.entropy_bits)
     return TokenRate(items, per_item, raw, entropy)
+
+
+def codebook_summary(batches: list[Tokens]) -> dict[str, list[float]]:
+    """``Row.extra`` entries of a discrete tokenizer: per codebook, the share of codes used and the perplexity
+    (the report prints them under its table)."""
+    use = codebook_use(batches)
+    return {
+        "codebook_used": [round(u, 4) for u in use.used_fraction],
+        "perplexity": [round(p, 2) for p in use.perplexity],
+    }

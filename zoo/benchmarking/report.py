@@ -161,6 +161,14 @@ class BenchReport:
             )
             lines += ["", title, ""]
             lines += [f"- {line}" for line in self.verdicts(row)] or ["- no classic codec was measured"]
+        for row in self.rows:
+            if row.kind in ("learned", "control") and "perplexity" in row.extra:
+                used = ", ".join(f"{u:.1%}" for u in row.extra.get("codebook_used", []))
+                perplexity = ", ".join(f"{p:.4g}" for p in row.extra["perplexity"])
+                lines += [
+                    "",
+                    f"Codebook use of `{row.codec}` (per codebook): {used} of the codes; perplexity {perplexity}.",
+                ]
         if self.notes:
             lines += ["", *[f"- {note}" for note in self.notes]]
         if self.skipped:

@@ -58,7 +58,7 @@ from ..errors import MediaError, ZooError
 from ..io.svg import parse_svg
 from ..tokenizer import Tokenizer
 from ..tokens import Tokens
-from .rate import codebook_use, token_rate
+from .rate import codebook_summary, token_rate
 from .report import Metric, Row
 from .suite import Items, PeakMemory, Suite, Timer, shared_data
 
@@ -405,12 +405,7 @@ class SVGSuite(Suite):
         if failures:
             extra["failures"] = failures[:10]
         if batches[0].discrete:
-            use = codebook_use(batches)
-            extra.update(
-                vocab=list(batches[0].codebook_sizes),
-                codebook_used=[round(u, 4) for u in use.used_fraction],
-                perplexity=[round(p, 2) for p in use.perplexity],
-            )
+            extra.update(vocab=list(batches[0].codebook_sizes), **codebook_summary(batches))
         else:
             extra["continuous"] = "latents counted at 16 bits per value"
         speed: dict[str, float] = {}

@@ -20,7 +20,7 @@ from zoo.data._common import Key, check_split, existing, find_files, hash_split,
 from zoo.data._module import ZooDataModule
 from zoo.errors import MediaError
 from zoo.io import read_audio, resample
-from zoo.io.audio import AUDIO_SUFFIXES
+from zoo.io.audio import AUDIO_SUFFIXES, read_packed_arrays
 
 __all__ = ["AudioClips", "AudioDataModule"]
 
@@ -99,21 +99,11 @@ class AudioClips(Dataset):
             return
         if p.suffix.lower() != ".npz":
             raise MediaError(p, "is a file; expected a folder of audio files or a packed .npz of clips")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                missing = {"audio", "offsets", "sample_rate"} - set(z.files)
-                if missing:
-                    raise MediaError(
-                        p, f"packed clips need arrays {sorted(missing)}; it has {sorted(z.files)}"
-                    )
-                self._offsets = np.asarray(z["offsets"], dtype=np.int64)
-                self._rate = int(np.asarray(z["sample_rate"]).reshape(()))
-                is_test = np.asarray(z["is_test"], dtype=bool) if "is_test" in z.files else None
-                names = [str(s) for s in z["filename"]] if "filename" in z.files else None
-        except MediaError:
-            raise
-        except (OSError, ValueError, EOFError) as e:
-            raise MediaError(p, f"not a readable .npz archive ({e})") from e
+        index = read_packed_arrays(p, ("offsets", "sample_rate", "is_test", "filename"))
+        self._offsets = np.asarray(index["offsets"], dtype=np.int64)
+        self._rate = int(np.asarray(index["sample_rate"]).reshape(()))
+        is_test = np.asarray(index["is_test"], dtype=bool) if "is_test" in index else None
+        names = [str(s) for s in index["filename"]] if "filename" in index else None
         n = len(self._offsets) - 1
         if n < 1:
             raise MediaError(p, "contains no clips")

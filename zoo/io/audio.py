@@ -19,7 +19,7 @@ import torchaudio.functional as AF
 from zoo._atomic import atomic_path
 from zoo.errors import MediaError
 
-__all__ = ["AUDIO_SUFFIXES", "read_audio", "resample", "write_audio"]
+__all__ = ["AUDIO_SUFFIXES", "read_audio", "read_packed_arrays", "resample", "write_audio"]
 
 # Suffix -> (libsndfile format, default subtype). 16-bit PCM is what speech corpora ship as.
 _WRITE_FORMATS = {
@@ -177,3 +177,26 @@ def write_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: 
             sf.write(tmp, data, sr, subtype=st, format=container)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
         raise MediaError(p, f"cannot write {container} ({e})") from e
+
+
+PACKED_REQUIRED = ("audio", "offsets", "sample_rate")
+
+
+def read_packed_arrays(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``names`` (those present) of a packed-clips ``.npz`` (FSDD's layout: every clip's samples
+    concatenated in ``audio``, clip ``i`` at ``audio[offsets[i]:offsets[i + 1]]``, one ``sample_rate``, and
+    optional per-clip ``is_test``, ``speaker``, ``filename``...). An archive that lacks a required array or
+    cannot be read raises a ``MediaError`` naming it. Only the arrays asked for are read, so an index can be
+    loaded without the samples."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = set(PACKED_REQUIRED) - set(archive.files)
+            if missing:
+                raise MediaError(
+                    path, f"packed clips need arrays {sorted(missing)}; it has {sorted(archive.files)}"
+                )
+            return {name: archive[name] for name in names if name in archive.files}
+    except MediaError:
+        raise
+    except (OSError, ValueError, EOFError) as error:
+        raise MediaError(path, f"not a readable .npz archive ({error})") from error
