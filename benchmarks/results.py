@@ -4,6 +4,7 @@ and JSON file, rate–distortion plot and sample picture per model under ``bench
 
     python benchmarks/results.py                               # every tokenizer with a tiny recipe
     python benchmarks/results.py --models vq16_tiny --steps 300 --cards
+    python benchmarks/results.py --paper                        # speed of the paper sizes (random weights)
 
 ``--steps 0`` measures seeded random weights (labelled so); ``--cards`` also records each table in the
 model family's card (``model_cards/<family>.md``, section "Measured with zoo bench"), apart from the
@@ -76,6 +77,68 @@ def summary_row(report: zoo.benchmarking.BenchReport, detail: str) -> str:
     )
 
 
+PAPER_SIZES = (
+    "vq16",
+    "kl16",
+    "vqgan_mage",
+    "tokenbridge",
+    "retok",
+    "karl",
+    "seed",
+    "restok",
+    "wavtokenizer_75",
+    "cat",
+    "sqcodec",
+    "biocodec",
+    "tfm_tokenizer",
+    "hivg",
+)
+
+
+def paper_speed(names: list[str], limit: int, command: str, page: Path) -> int:
+    """Encode and decode speed and peak memory of paper sizes with seeded random weights (speed does not
+    depend on the weights' values), recorded in the page's "Speed of paper sizes" section."""
+    lines = [
+        (
+            f"Paper configurations with seeded random weights (quality columns would be meaningless and are left "
+            f"out), {limit} items of each modality's default data, measured by `{command}` on "
+            f"{torch.get_num_threads()} CPU thread(s):"
+        ),
+        "",
+        "| model | parameters | items | encode | decode | peak MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    failures = 0
+    for name in names:
+        print(f"== {name} (paper size)", flush=True)
+        try:
+            report = bench(name, limit=limit, classic=False, command=command, random_weights=True)
+        except Exception as error:  # noqa: BLE001 - reported in the table, the rest still run
+            lines.append(f"| {name} | | | not measured: {type(error).__name__}: {error} | | |")
+            failures += 1
+            continue
+        speed = report.rows[0].speed
+        encode = ", ".join(
+            f"{v:.3g} {k.removeprefix('encode ')}" for k, v in speed.items() if k.startswith("encode")
+        )
+        decode = ", ".join(
+            f"{v:.3g} {k.removeprefix('decode ')}" for k, v in speed.items() if k.startswith("decode")
+        )
+        peak = f"{speed['peak MiB']:.0f}" if "peak MiB" in speed else ""
+        params = zoo.info(name)["parameters"]
+        lines.append(f"| {name} | {params / 1e6:.1f} M | {report.items} | {encode} | {decode} | {peak} |")
+    lines += [
+        "",
+        (
+            "Not listed: ReasoningCodec, whose paper size needs the Whisper and WavLM teachers from local folders. "
+            "Peak MiB is what encode and decode add to the memory already resident (the model's weights are "
+            "loaded before)."
+        ),
+    ]
+    write_card_section(page, "paper-speed", "Speed of paper sizes", "\n".join(lines), before="Not measured")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,11 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     parser.add_argument("--cards", action="store_true", help="record each table in its family's model card")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--paper",
+        nargs="*",
+        help="measure the speed of these paper sizes instead (default list without names)",
+    )
+    parser.add_argument("--paper-limit", type=int, default=2, help="items per paper-size speed run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "benchmarks/results.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.paper is not None:
+        return paper_speed(args.paper or list(PAPER_SIZES), args.paper_limit, command, Path(args.page))
     models = args.models or tokenizers_with_tiny_recipes()
     out = Path(args.out)
-    command = shlex.join(["python", "benchmarks/results.py", *(sys.argv[1:] if argv is None else argv)])
     rows, failures = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
@@ -135,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if failures:
         page += ["", "Not measured:", "", *[f"- {line}" for line in failures]]
+    previous = Path(args.page).read_text() if Path(args.page).is_file() else ""
+    if "<!-- paper-speed:begin -->" in previous:  # kept from the last `--paper` run
+        block = previous[previous.index("## Speed of paper sizes") :]
+        page += ["", block[: block.index("<!-- paper-speed:end -->") + len("<!-- paper-speed:end -->")]]
     Path(args.page).write_text("\n".join(page) + "\n")
     (out / "index.json").write_text(json.dumps({"command": command, "failures": failures}, indent=2))
     print(f"wrote {args.page}")

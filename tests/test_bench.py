@@ -195,3 +195,15 @@ def test_image_suite_reads_a_folder(tmp_path: pytest.TempPathFactory) -> None:
         Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     items = ImageSuite().load_items(str(tmp_path), 2)
     assert [item.name for item in items.items] == ["0.png", "1.png"]
+
+
+def test_random_weights_measure_a_paper_size_without_its_checkpoint(cifar_npz: str) -> None:
+    """Offline, `zoo bench vq16` cannot fetch LlamaGen's checkpoint; --random-weights measures the paper
+    architecture anyway (its speed does not depend on the weights), labelled so."""
+    report = bench("vq16", cifar_npz, limit=1, classic=False, random_weights=True)
+    row = report.rows[0]
+    assert row.extra["weights"].startswith("random weights") and "--random-weights" in report.command
+    assert row.rate == pytest.approx(4 * math.log2(16384) / 1024)  # 32 px: 2 x 2 ids of 14 bits
+    assert row.speed["encode img/s"] > 0
+    with pytest.raises(zoo.errors.ZooError, match="registered architecture"):
+        bench("./not-registered", cifar_npz, random_weights=True)

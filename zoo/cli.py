@@ -820,6 +820,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write <model>.md, .json, _rd.png and _samples.png here")
     p.add_argument("--no-classic", action="store_true", help="skip the classic codecs")
     p.add_argument("--control", action="store_true", help="add the same architecture untrained")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="measure the registered architecture with seeded random weights (speed; no checkpoint needed)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -841,6 +846,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=args.output,
         classic=not args.no_classic,
         control=args.control,
+        random_weights=args.random_weights,
     )
     print(json.dumps(report.to_json(), indent=2, default=str) if args.json else report.to_markdown())
     if args.output:

@@ -59,14 +59,27 @@ def suite_for(modality: str) -> Suite:
     return SUITES[modality]()
 
 
-def load_for_bench(model: str | Path | Tokenizer, device: torch.device) -> tuple[Tokenizer, str, str]:
+def load_for_bench(
+    model: str | Path | Tokenizer, device: torch.device, *, random_weights: bool = False
+) -> tuple[Tokenizer, str, str]:
     """The tokenizer, a display name and how its weights were obtained: published or saved weights through
-    ``zoo.load``; a registered size without published weights gets seeded random weights, labelled so."""
+    ``zoo.load``; a registered size without published weights, or any registered name with
+    ``random_weights`` (speed does not depend on the weights' values), gets seeded random weights,
+    labelled so."""
     import zoo
 
     if isinstance(model, Tokenizer):
         return model.to(device).eval(), getattr(model, "arch", type(model).__name__), "given model"
     name = str(model)
+    arch = name.split(".")[0]
+    if random_weights:
+        if arch not in zoo.list_models():
+            raise ZooError(f"--random-weights needs a registered architecture name, got {name!r}")
+        torch.manual_seed(0)
+        created = zoo.create(arch).to(device).eval()
+        if not isinstance(created, Tokenizer):
+            raise ZooError(f"{name} is a {created.modality} model; zoo bench measures tokenizers")
+        return created, arch, "random weights (seed 0, asked for with --random-weights)"
     try:
         loaded = zoo.load(name, device=device)
         weights = f"saved weights ({name})" if Path(name).is_dir() else "published weights"
@@ -96,15 +109,18 @@ def bench(
     classic: bool = True,
     control: bool = False,
     command: str | None = None,
+    random_weights: bool = False,
 ) -> BenchReport:
     """Measure ``model`` on ``data`` (a path, or a keyword the modality's suite knows; ``None``: its default).
 
     ``classic``: also run the modality's classic codecs on the same items. ``control``: add the same
     architecture with random weights, so the table shows what training bought. ``out``: write
     ``<name>.md``, ``<name>.json``, ``<name>_rd.png`` and ``<name>_samples.png`` there.
+    ``random_weights``: measure the registered architecture with seeded random weights (for speed, or
+    where no checkpoint can be had), labelled so in the report.
     """
     device = torch.device(device)
-    tokenizer, name, weights = load_for_bench(model, device)
+    tokenizer, name, weights = load_for_bench(model, device, random_weights=random_weights)
     suite = suite_for(tokenizer.modality)
     items: Items = suite.load_items(data, limit)
     if not items.items:
@@ -135,7 +151,7 @@ def bench(
         rate_unit=suite.rate_unit,
         metrics=list(suite.metrics),
         rows=rows,
-        command=command or _command(model, data, limit, device, out, classic, control),
+        command=command or _command(model, data, limit, device, out, classic, control, random_weights),
         notes=notes + items.notes,  # suites may add notes while they measure
         skipped=skipped,
         environment=_environment(device),
@@ -165,6 +181,7 @@ def _command(
     out: Any,
     classic: bool,
     control: bool,
+    random_weights: bool,
 ) -> str:
     parts = ["zoo", "bench", str(model)]
     if data:
@@ -179,6 +196,8 @@ def _command(
         parts.append("--no-classic")
     if control:
         parts.append("--control")
+    if random_weights:
+        parts.append("--random-weights")
     return shlex.join(parts)
 
 
