@@ -186,12 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.cards:
                 family = zoo.info(name)["family"]
                 card = ROOT / "model_cards" / f"{family}.md"
-                text = (
-                    f"`{name}`, {report.rows[0].extra.get('weights', '')}, on {report.data} "
-                    f"({report.split}, {report.items} items), measured by `{command}` "
-                    f"(pictures and plots: benchmarks/RESULTS.md in the repository):\n\n"
-                    + report.to_markdown().split("\n", 2)[2].split("\n![")[0].split("\nRerun:")[0]
-                )
+                text = report.to_card("pictures and plots: benchmarks/RESULTS.md in the repository")
                 write_card_section(card, "zoo-bench", "Measured with zoo bench", text)
     page = [
         "# Results",

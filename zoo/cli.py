@@ -429,6 +429,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = export(args.run, args.output, use_ema=not args.no_ema)
     print(f"exported {args.run} to {out} (config.json, model.safetensors, README.md)")
+    if args.bench is not None:
+        from .benchmarking import bench
+        from .cards import write_card_section
+
+        if args.bench_limit is not None and args.bench_limit < 1:
+            raise ZooError(f"--bench-limit must be a positive number of items, got {args.bench_limit}")
+        report = bench(out, args.bench or None, limit=args.bench_limit, out=Path(out) / "bench")
+        pictures = "bench/: the table as JSON, a rate-distortion plot and sample reconstructions"
+        write_card_section(
+            Path(out) / "README.md", "zoo-bench", "Measured with zoo bench", report.to_card(pictures)
+        )
+        print(f"measured it with zoo bench: {out}/README.md, {out}/bench/")
     return 0
 
 
@@ -728,6 +740,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory (uses checkpoints/last.ckpt) or a .ckpt file")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights even if EMA was kept")
+    p.add_argument(
+        "--bench",
+        nargs="?",
+        const="",
+        metavar="DATA",
+        help="then measure the export with zoo bench (on DATA, or the modality's default) and put the table "
+        "in its README.md",
+    )
+    p.add_argument("--bench-limit", type=int, help="items for --bench")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("cache", help="encode an image dataset once into a token cache for generators")

@@ -180,6 +180,18 @@ class BenchReport:
         lines += ["", "Rerun:", "", "```", self.command, "```", ""]
         return "\n".join(lines)
 
+    def to_card(self, pictures: str = "") -> str:
+        """The report as a model card section: what was measured on which data and split, by which command,
+        then the table and verdicts (pictures, which a card cannot embed portably, are named by ``pictures``)."""
+        table = self.to_markdown().split("\n", 2)[2]  # without the heading
+        table = table.split("\n![")[0].split("\nRerun:")[0].rstrip()
+        weights = self.rows[0].extra.get("weights", "")
+        where = f" ({pictures})" if pictures else ""
+        return (
+            f"`{self.model}`, {weights}, on {self.data} ({self.split}, {self.items} items), measured by "
+            f"`{self.command}`{where}:\n\n{table}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdicts"] = {row.codec: self.verdicts(row) for row in self.rows if row.kind == "learned"}
