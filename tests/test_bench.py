@@ -207,3 +207,15 @@ def test_random_weights_measure_a_paper_size_without_its_checkpoint(cifar_npz: s
     assert row.speed["encode img/s"] > 0
     with pytest.raises(zoo.errors.ZooError, match="registered architecture"):
         bench("./not-registered", cifar_npz, random_weights=True)
+
+
+def test_cards_keep_upstream_reported_metrics_apart_from_what_zoo_measured() -> None:
+    from zoo.cards import render_card
+
+    card = render_card(zoo.create("wavtokenizer_tiny"), metrics={"mel": 1.0})
+    reported = card.split("<!-- upstream-metrics:begin -->")[1].split("<!-- upstream-metrics:end -->")[0]
+    assert "`wavtokenizer_75.small_libritts` | UTMOS (LibriTTS test-clean) | 4.05" in reported
+    assert "not measured by zoo" in reported
+    assert "## Validation metrics (measured by zoo while training)" in card
+    measured = card.split("<!-- zoo-bench:begin -->")[1].split("<!-- zoo-bench:end -->")[0]
+    assert "wavtokenizer_tiny" in measured and "UTMOS" not in measured

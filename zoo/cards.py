@@ -86,7 +86,51 @@ def render_card(
         metrics=sorted(variables["metrics"]) or None,
     )
     template = template_path(variables["family"]).read_text(encoding="utf-8")
-    return str(ModelCard.from_template(card_data, template_str=template, **variables))
+    text = str(ModelCard.from_template(card_data, template_str=template, **variables))
+    reported = upstream_metrics(model)
+    if reported:
+        rows = "\n".join(
+            f"| `{name}` | {metric} | {value} |"
+            for name, values in reported.items()
+            for metric, value in values.items()
+        )
+        section = (
+            "As published upstream with these checkpoints (paper or repository), not measured by zoo; what zoo "
+            'measured is under "Upstream parity" and "Measured with zoo bench".\n\n'
+            f"| checkpoint | metric | value |\n|---|---|---|\n{rows}"
+        )
+        text = insert_card_section(text, "upstream-metrics", "Reported by upstream", section)
+    return text
+
+
+def upstream_metrics(model: ZooModel) -> dict[str, dict[str, Any]]:
+    """The metrics upstream reports for each published checkpoint of ``model``'s family (its paper size's
+    tags), by ``arch.tag``."""
+    entry = get_entry(model.arch or "")
+    out: dict[str, dict[str, Any]] = {}
+    for family_entry in family_entries(entry.family):
+        for tag, cfg in family_entry.pretrained.items():
+            if cfg.metrics:
+                out[f"{family_entry.name}.{tag}"] = dict(cfg.metrics)
+    return out
+
+
+def insert_card_section(
+    source: str, marker: str, title: str, text: str, *, before: str = "Provenance"
+) -> str:
+    """``source`` with ``text`` between ``<!-- marker:begin -->`` and ``<!-- marker:end -->``, replacing what was
+    there; the first time, under a new ``## title`` heading placed before the ``## before`` section (or at
+    the end)."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    block = f"{begin}\n{text.strip()}\n{end}"
+    if begin in source:
+        head, _, rest = source.partition(begin)
+        _, _, tail = rest.partition(end)
+        return head + block + tail
+    if f"\n## {before}" in source:
+        head, _, tail = source.partition(f"\n## {before}")
+        return f"{head}\n## {title}\n\n{block}\n\n## {before}{tail}"
+    return f"{source.rstrip()}\n\n## {title}\n\n{block}\n"
 
 
 def write_card_section(
@@ -97,16 +141,4 @@ def write_card_section(
     section (or at the end). For results that tools measure and record in the templates (upstream parity,
     ``zoo bench``), so rerunning the tool refreshes the card instead of appending to it."""
     card = Path(card)
-    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
-    source = card.read_text()
-    block = f"{begin}\n{text.strip()}\n{end}"
-    if begin in source:
-        head, _, rest = source.partition(begin)
-        _, _, tail = rest.partition(end)
-        source = head + block + tail
-    elif f"\n## {before}" in source:
-        head, _, tail = source.partition(f"\n## {before}")
-        source = f"{head}\n## {title}\n\n{block}\n\n## {before}{tail}"
-    else:
-        source = f"{source.rstrip()}\n\n## {title}\n\n{block}\n"
-    atomic_write_text(card, source)
+    atomic_write_text(card, insert_card_section(card.read_text(), marker, title, text, before=before))
