@@ -29,7 +29,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys) -> None:
     # `zoo export --bench` measures the export and puts its own table in its card, in place of the
     # family's tiny-recipe table that the card template carries
     again = tmp_path / "again"
-    assert zoo_main(["export", str(run), "-o", str(again), "--bench", "skimage-val", "--bench-limit", "1"]) == 0
+    assert (
+        zoo_main(["export", str(run), "-o", str(again), "--bench", "skimage-val", "--bench-limit", "1"]) == 0
+    )
     card = (again / "README.md").read_text()
     assert card.count("<!-- zoo-bench:begin -->") == 1
     section = card.split("<!-- zoo-bench:begin -->")[1].split("<!-- zoo-bench:end -->")[0]
