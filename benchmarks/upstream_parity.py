@@ -49,9 +49,10 @@ def fmt(value: float | None, spec: str) -> str:
     return "inf" if value == float("inf") else format(value, spec)
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row], columns: tuple[str, str] = ("latent", "decode")) -> str:
     lines = [
-        "| file | ids equal | ids shape | max latent diff | max decode diff | upstream s | zoo s | zoo/upstream time | note |",
+        f"| file | ids equal | ids shape | max {columns[0]} diff | max {columns[1]} diff | upstream s | zoo s | "
+        "zoo/upstream time | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(compare(path, up, up_s, ours, zoo_s))
         r = rows[-1]
         print(
-            f"  {path.name}: ids equal {fmt(r.ids_equal, '.2f')} %, latent {fmt(r.latent_diff, '.1e')}, "
-            f"decode {fmt(r.decode_diff, '.1e')}",
+            f"  {path.name}: ids equal {fmt(r.ids_equal, '.2f')} %, {cls.columns[0]} {fmt(r.latent_diff, '.1e')}, "
+            f"{cls.columns[1]} {fmt(r.decode_diff, '.1e')}",
             flush=True,
         )
 
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Upstream files imported: {', '.join(f'`{f}`' for f in imported) or 'none recorded'}."
             ),
             "",
-            table(rows),
+            table(rows, cls.columns),
             "",
             f"Rerun: `{command}`",
         ]
@@ -162,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"summary: {result['files']} files, min ids equal {fmt(result['min_ids_equal'], '.2f')} %, "
-        f"max latent diff {fmt(result['max_latent_diff'], '.2e')}, "
-        f"max decode diff {fmt(result['max_decode_diff'], '.2e')}, zoo/upstream time {result['time_ratio']:.2f}"
+        f"max {cls.columns[0]} diff {fmt(result['max_latent_diff'], '.2e')}, "
+        f"max {cls.columns[1]} diff {fmt(result['max_decode_diff'], '.2e')}, "
+        f"zoo/upstream time {result['time_ratio']:.2f}"
     )
     if args.json:
         args.json.write_text(

@@ -278,17 +278,20 @@ def test_hub_round_trip(trained, photos, hub) -> None:
     torch.testing.assert_close(again.decode(tokens), trained.decode(tokens))
 
 
-def test_prepare_equals_upstream_demo_transform(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["karl_tiny", "vqgan_mage_tiny"])
+def test_prepare_equals_upstream_demo_transform(tmp_path, name: str) -> None:
     """KARL's demo and evaluate.py read a photo with torchvision's ``Resize(S, BICUBIC, antialias=True)``
-    + ``CenterCrop(S)`` + ``ToTensor`` on the PIL image: the zoo's reader + ``prepare`` must give exactly that
-    tensor on 8-bit files (the ADM crop and torch's bicubic both differ: other sizes, rounding, offsets)."""
+    + ``CenterCrop(S)`` + ``ToTensor`` on the PIL image, also for its base, MAGE's VQGAN: the zoo's reader +
+    ``prepare`` must give exactly that tensor on 8-bit files, whether read as float or as uint8 (what
+    ``zoo encode`` reads); the ADM crop and torch's bicubic both differ (other sizes, rounding, offsets)."""
     import numpy as np
     from PIL import Image
     from torchvision import transforms
 
     from zoo.io import read_media
+    from zoo.io.image import read_image
 
-    model = zoo.create("karl_tiny")
+    model = zoo.create(name)
     size = model.resolution
     reference = transforms.Compose(
         [
@@ -309,6 +312,7 @@ def test_prepare_equals_upstream_demo_transform(tmp_path) -> None:
         ours = model.prepare(read_media(file, modality="image"))
         assert ours.shape == (1, 3, size, size)
         assert torch.equal(ours[0], wanted), f"{h}x{w}: max diff {(ours[0] - wanted).abs().max():.4f}"
+        assert torch.equal(model.prepare(read_image(file, keep_uint8=True))[0], wanted)
     # the other crops stay selectable, and differ
     file = tmp_path / "photo_75x131.png"
     adm = model.prepare(read_media(file, modality="image"), resize="adm")

@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--resize",
-                choices=["adm", "bicubic"],
+                choices=["adm", "bicubic", "torchvision"],
                 help="image resize before the centre crop (default: the model's upstream pipeline, see its card)",
             )
             p.add_argument("--channels", help="EEG: comma-separated channel names to keep, in that order")

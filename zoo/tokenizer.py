@@ -247,12 +247,20 @@ class ImageTokenizer(Tokenizer):
         ``resize`` (default: the model's ``resize`` attribute) picks the filter: ``"adm"`` is ADM's
         centre crop as upstream tokenization scripts run it (PIL box halving, PIL bicubic, centre
         square), bit-identical to them for 8-bit images (what ``zoo.io.read_image`` returns);
-        ``"bicubic"`` is one antialiased float bicubic resize of the short side. ``resolution=None``
+        ``"torchvision"`` is torchvision's ``Resize(S, BICUBIC)`` + ``CenterCrop(S)`` on the PIL image
+        (KARL's and MAGE's VQGAN's), likewise bit-identical for 8-bit images; ``"bicubic"`` is one
+        antialiased float bicubic resize of the short side. ``resolution=None``
         keeps the size, cropping only to a multiple of the downsampling factor. ``media`` may also be
         uint8 (``read_image(..., keep_uint8=True)``, as ``zoo encode`` reads): the same result, and a
         large image is shrunk before any float copy of it is made.
         """
-        from .io.image import RESIZE_MODES, center_crop_adm, center_crop_bicubic, unit_float
+        from .io.image import (
+            RESIZE_MODES,
+            center_crop_adm,
+            center_crop_bicubic,
+            center_crop_torchvision,
+            unit_float,
+        )
 
         if media.ndim != 3 or media.shape[0] != self.in_channels:
             raise MediaError(
@@ -273,7 +281,7 @@ class ImageTokenizer(Tokenizer):
         size = resolution or self.resolution
         if size % self.downsample:
             raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
-        crop = center_crop_adm if mode == "adm" else center_crop_bicubic
+        crop = {"adm": center_crop_adm, "torchvision": center_crop_torchvision}.get(mode, center_crop_bicubic)
         return crop(media, size)[None]
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import types
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ class Adapter:
     description: str = ""
 
     stubs: tuple[str, ...] = ()  # training-only modules upstream imports at top level (see upstream_imports)
+    # what ``Output.latent`` and ``Output.decoded`` hold, for the table's headers
+    columns: tuple[str, str] = ("latent", "decode")
 
     def __init__(self, upstream: Path, *, seed: int = 0, options: dict[str, Any] | None = None) -> None:
         self.upstream = upstream
@@ -96,6 +99,45 @@ class Adapter:
 
     def run_zoo(self, zoo_model: Any, path: Path) -> Output:
         raise NotImplementedError
+
+
+class GeneratorAdapter(Adapter):
+    """A generator's side-by-side run. A generator reads tokens, not media, so each real file is first
+    tokenized by the zoo's paper-size tokenizer for that generator (``substrate``, seeded random weights;
+    the tokenizers have their own adapters) and both sides get the same ids or latents and the same class
+    label (from the file name). ``Output.latent`` is then the teacher-forced output on those tokens
+    (logits, predicted velocity or noise: what training reads), ``Output.ids`` the ids of a seeded sample
+    under upstream's sampling script's settings (``extra`` holds samples under further settings), and
+    ``Output.decoded`` a continuous generator's sampled latents.
+    """
+
+    substrate: str = ""  # zoo tokenizer whose paper-size tokens the generator models
+    num_classes: int = 1000
+    columns = ("teacher-forced output", "sampled latents")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tokenizer: Any = None
+
+    def tokens(self, path: Path) -> Any:
+        """The substrate's :class:`~zoo.tokens.Tokens` for ``path`` (the zoo's documented path)."""
+        import zoo
+        from zoo.io import read_media
+
+        if self._tokenizer is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed + 1)
+                self._tokenizer = zoo.create(self.substrate).eval()
+        model = self._tokenizer
+        with torch.no_grad():
+            return model.encode(model.prepare(read_media(path, modality=model.modality), path=path))
+
+    def label(self, path: Path) -> int:
+        """A class label fixed by the file name, the same on both sides."""
+        return zlib.crc32(path.name.encode()) % self.num_classes
+
+    def option_int(self, key: str, default: int) -> int:
+        return int(self.options.get(key, default))
 
 
 # ---------------------------------------------------------------------------------------------- imports

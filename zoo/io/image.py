@@ -31,6 +31,7 @@ __all__ = [
     "RESIZE_MODES",
     "center_crop_adm",
     "center_crop_bicubic",
+    "center_crop_torchvision",
     "image_to_tensor",
     "read_image",
     "tensor_to_image",
@@ -332,7 +333,7 @@ def write_image(path: str | Path, x: torch.Tensor | Image.Image, quality: int = 
 
 
 # ---------------------------------------------------------------------------------------------- resize
-RESIZE_MODES = ("adm", "bicubic")
+RESIZE_MODES = ("adm", "bicubic", "torchvision")
 
 # A resize more than this many times larger than the square kept from it (aspect ratios beyond 16:1) is
 # computed only over the source region the square depends on: a 1 x 60000 strip scaled to a 256 px short
@@ -517,3 +518,22 @@ def center_crop_bicubic(x: torch.Tensor, size: int) -> torch.Tensor:
     new = (max(size, round(h * scale)), max(size, round(w * scale)))
     top, left = (new[0] - size) // 2, (new[1] - size) // 2
     return bicubic_crop(x, new, top, left, size, antialias=scale < 1)
+
+
+def center_crop_torchvision(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``Resize(size, BICUBIC, antialias=True)`` + ``CenterCrop(size)`` of torchvision on a PIL image (the
+    transform of KARL's demo and evaluation, which also read MAGE's VQGAN through it), for
+    ``x`` ``[C, H, W]`` in ``[0, 1]`` or uint8: bit-identical to it when ``x`` holds 8-bit values (PIL
+    resizes the uint8 pixels), torch's antialiased bicubic otherwise. Aspect ratios beyond 16:1 resize
+    only the region the crop keeps (see ``zoo.io.image.pil_bicubic_crop`` and ``bicubic_crop``)."""
+    h, w = x.shape[-2:]
+    short, long = min(h, w), max(h, w)
+    new_long = int(size * long / short)  # torchvision truncates the long side
+    new_h, new_w = (size, new_long) if h <= w else (new_long, size)
+    top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)  # banker's rounding, as torchvision
+    if (new_h, new_w) == (h, w):
+        return unit_float(x[:, top : top + size, left : left + size])
+    pixels = as_uint8(x)
+    if pixels is not None:
+        return pil_bicubic_crop(pixels, (new_h, new_w), top, left, size, x).to(x.device)
+    return bicubic_crop(x, (new_h, new_w), top, left, size, antialias=True)

@@ -45,7 +45,6 @@ Deliberate differences from upstream (each keeps upstream's outputs at batch siz
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,15 +53,13 @@ from torch import nn
 
 from ..._factory import build
 from ..._registry import PretrainedCfg, register_model, register_pretrained
-from ...errors import MediaError
-from ...io.image import as_uint8, bicubic_crop, pil_bicubic_crop, unit_float
 from ...nn.transformer import ClipBlock
 from ...quantizers import VectorQuantizer
 from ...tokenizer import ImageTokenizer, TokenizerOutput
 from ...tokens import Tokens
 from .vqgan_mage import convert_mage
 
-__all__ = ["KARL", "QUALITY_BINS", "convert_karl", "error_bin", "torchvision_center_crop"]
+__all__ = ["KARL", "QUALITY_BINS", "convert_karl", "error_bin"]
 
 # Reconstruction errors (mean L1 in [0, 1] pixels) the quality token can ask for (upstream: no 0.08).
 QUALITY_BINS = (
@@ -149,6 +146,9 @@ class KARL(ImageTokenizer):
             discriminator of its token-count bucket (``TokenizerOutput.judged``).
         gan_buckets: stage 2's token-count buckets, ``token_budget / gan_buckets`` tokens wide (8 of 32).
     """
+
+    # KARL's demo and evaluate.py: torchvision Resize(S, BICUBIC) + CenterCrop(S) on the PIL image
+    resize = "torchvision"
 
     def __init__(
         self,
@@ -255,33 +255,6 @@ class KARL(ImageTokenizer):
 
     def last_layer(self) -> torch.Tensor:
         return self.base.decoder.conv_out.weight
-
-    # ------------------------------------------------------------------ input
-    def prepare(
-        self,
-        media: torch.Tensor,
-        *,
-        path: str | Path | None = None,
-        resolution: int | None = 0,
-        resize: str | None = None,
-    ) -> torch.Tensor:
-        """Resize and centre-crop to a ``resolution`` square as KARL's demo and ``evaluate.py`` do (the default,
-        ``resize="torchvision"``): torchvision's ``Resize(S, BICUBIC, antialias=True)`` on the PIL image (the
-        short side to ``S``, the long side truncated to ``int(S * long / short)``), ``CenterCrop(S)`` (offsets
-        ``round((size - S) / 2)``), ``ToTensor``. On 8-bit images (what ``zoo.io`` reads from 8-bit files) PIL
-        itself resizes the uint8 pixels, so the tensor equals upstream's exactly; deeper images take torch's
-        antialiased bicubic. ``resize="adm"`` or ``"bicubic"`` give the other image tokenizers' crops."""
-        if resize not in (None, "torchvision") or resolution is None:
-            return super().prepare(media, path=path, resolution=resolution, resize=resize)
-        if media.ndim != 3 or media.shape[0] != self.in_channels:
-            raise MediaError(
-                path, f"expected a {self.in_channels}-channel image, got shape {tuple(media.shape)}"
-            )
-        size = resolution or self.resolution
-        if size % self.downsample:
-            raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
-        pixels = media if media.dtype == torch.uint8 else media.float()  # uint8: read_image(keep_uint8=True)
-        return torchvision_center_crop(pixels, size)[None]
 
     # ------------------------------------------------------------------ pieces
     def _pos(self, table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -485,24 +458,6 @@ class KARL(ImageTokenizer):
         size = tokens.meta.get("image_size") or [self.resolution, self.resolution]
         grid = (int(size[0]) // self.downsample, int(size[1]) // self.downsample)
         return self.decode_latents(codes, positions.clamp_min(0), grid, ~valid)[2]
-
-
-def torchvision_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``Resize(size, BICUBIC, antialias=True)`` + ``CenterCrop(size)`` of torchvision on a PIL image, for
-    ``x`` ``[C, H, W]`` in ``[0, 1]`` or uint8: bit-identical to it when ``x`` holds 8-bit values (PIL
-    resizes the uint8 pixels), torch's antialiased bicubic otherwise. Aspect ratios beyond 16:1 resize
-    only the region the crop keeps (see ``zoo.io.image.pil_bicubic_crop`` and ``bicubic_crop``)."""
-    h, w = x.shape[-2:]
-    short, long = min(h, w), max(h, w)
-    new_long = int(size * long / short)  # torchvision truncates the long side
-    new_h, new_w = (size, new_long) if h <= w else (new_long, size)
-    top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)  # banker's rounding, as torchvision
-    if (new_h, new_w) == (h, w):
-        return unit_float(x[:, top : top + size, left : left + size])
-    pixels = as_uint8(x)
-    if pixels is not None:
-        return pil_bicubic_crop(pixels, (new_h, new_w), top, left, size, x).to(x.device)
-    return bicubic_crop(x, (new_h, new_w), top, left, size, antialias=True)
 
 
 # ---------------------------------------------------------------------------------------------- converter

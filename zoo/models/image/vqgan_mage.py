@@ -14,7 +14,9 @@ plain squared-l2 nearest code with a straight-through gradient; upstream's ("leg
 the codebook term by 0.25 and the commitment term by 1.
 
 Images enter in ``[0, 1]`` as upstream feeds them (no ``[-1, 1]`` shift) and the decoder output is not
-clamped. For KARL, `features` gives the continuous encoder output before quantization and
+clamped. ``prepare`` resizes as KARL's demo and ``evaluate.py`` do before this VQGAN (torchvision's
+``Resize(256, BICUBIC)`` + ``CenterCrop(256)``, bit-identical on 8-bit files); ``resize="adm"`` or
+``"bicubic"`` give the other crops. For KARL, `features` gives the continuous encoder output before quantization and
 `decode_codes` decodes any code-space map (KARL feeds probability-weighted soft codes).
 """
 
@@ -47,6 +49,10 @@ class VQGANMage(ImageTokenizer):
         kmeans_init, restart_threshold: codebook helpers for training from scratch (not upstream; on for
             the tiny size, where random codes collapse).
     """
+
+    # the transform KARL's demo and evaluate.py read this VQGAN through (MAGE itself tokenizes only inside
+    # training, after random crops): torchvision Resize(S, BICUBIC) + CenterCrop(S) on the PIL image
+    resize = "torchvision"
 
     def __init__(
         self,
