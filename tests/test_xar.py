@@ -147,3 +147,30 @@ def test_converter_drops_upstream_buffers_and_loads_strictly(xar) -> None:
 def test_log_prob_is_not_defined(xar) -> None:
     with pytest.raises(NotImplementedError, match="likelihood"):
         xar.log_prob(None, [0])
+
+
+def test_adaln_condition_is_computed_once_per_entity(xar) -> None:
+    """Upstream runs AdaLN's linear once per (batch row, entity); so does the zoo (a third of a block's
+    work less than once per token, and the same matrix shapes as upstream, hence bit-identical samples).
+    Times that differ inside an entity fall back to one condition per token."""
+    seen = []
+    hook = xar.encoder_blocks[0].ada_lin.register_forward_hook(lambda _m, i, _o: seen.append(i[0].shape))
+    labels, x = torch.tensor([1, 4]), torch.randn(2, 64, 4)
+    t = torch.rand(2, 4)[:, xar.entity]
+    with torch.no_grad():
+        grouped = xar.velocity(x, labels, t, mask=xar.mask)
+        t_per_token = t.clone()
+        t_per_token[:, 1] += 0.3  # one token of entity 0 at another time
+        xar.velocity(x, labels, t_per_token, mask=xar.mask)
+        # the per-token path on per-entity times gives the same velocities
+        condition = xar.class_emb(labels)[:, None] + xar.time_embed(t.reshape(-1)).view(*t.shape, -1)
+        h = xar.z_proj_ln(xar.z_proj(x) + xar.encoder_pos_embed_learned)
+        for block in xar.encoder_blocks:
+            h = block(h, condition, xar.rope, xar.mask)
+        h = xar.decoder_embed(xar.encoder_norm(h)) + xar.decoder_pos_embed_learned
+        for block in xar.decoder_blocks:
+            h = block(h, condition, xar.rope, xar.mask)
+        per_token = xar.pred(xar.decoder_norm(h))
+    hook.remove()
+    assert seen[:2] == [torch.Size([2, 4, 64]), torch.Size([2, 64, 64])]
+    torch.testing.assert_close(grouped, per_token, atol=1e-5, rtol=1e-5)

@@ -230,11 +230,14 @@ class XARBlock(nn.Module):
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         keep: int = 0,
+        expand: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``condition [B, N, dim]`` is each token's entity condition."""
-        gate1, gate2, scale1, scale2, shift1, shift2 = (
-            self.ada_lin(condition).view(*condition.shape[:2], 6, -1).unbind(2)
-        )
+        """``condition [B, G, dim]`` holds one condition per group of tokens and ``expand [N]`` each
+        token's group; without ``expand`` it is each token's own condition ``[B, N, dim]``."""
+        modulation = self.ada_lin(condition).view(*condition.shape[:2], 6, -1)
+        if expand is not None:
+            modulation = modulation[:, expand]
+        gate1, gate2, scale1, scale2, shift1, shift2 = modulation.unbind(2)
         x = x + self.attn(self.norm1(x) * (1 + scale1) + shift1, rope, mask, cache, keep) * gate1
         return x + self.mlp(self.norm2(x) * (1 + scale2) + shift2) * gate2
 
@@ -326,6 +329,23 @@ class XAR(Generator):
         return layout
 
     # ------------------------------------------------------------------ network
+    def _condition(
+        self, labels: torch.Tensor, t: torch.Tensor, entity: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """AdaLN conditions: class plus time embedding, computed once per entity (as upstream does, and
+        a third of a block's work less than once per token) with each token's entity index, or once per
+        token when an entity's tokens carry different times."""
+        _, counts = torch.unique_consecutive(entity, return_counts=True)
+        expand = torch.repeat_interleave(torch.arange(len(counts), device=t.device), counts.to(t.device))
+        first = (counts.cumsum(0) - counts).to(t.device)
+        t_entity = t[:, first]
+        if torch.equal(t_entity[:, expand], t):
+            t, expand_or_none = t_entity, expand
+        else:
+            expand_or_none = None
+        condition = self.class_emb(labels)[:, None] + self.time_embed(t.reshape(-1)).view(*t.shape, -1)
+        return condition, expand_or_none
+
     def velocity(
         self,
         x_t: torch.Tensor,
@@ -343,16 +363,16 @@ class XAR(Generator):
         Without a cache the tokens are the whole sequence and ``mask`` its block-causal mask.
         """
         span = span or slice(0, self.layout.length)
-        condition = self.class_emb(labels)[:, None] + self.time_embed(t.reshape(-1)).view(*t.shape, -1)
+        condition, expand = self._condition(labels, t, self.entity[span])
         rope = self.rope[span]
         h = self.z_proj_ln(self.z_proj(x_t) + self.encoder_pos_embed_learned[:, span])
         encoder_caches = caches[: len(self.encoder_blocks)] if caches else [None] * len(self.encoder_blocks)
         decoder_caches = caches[len(self.encoder_blocks) :] if caches else [None] * len(self.decoder_blocks)
         for block, cache in zip(self.encoder_blocks, encoder_caches, strict=True):
-            h = block(h, condition, rope, mask, cache, keep)
+            h = block(h, condition, rope, mask, cache, keep, expand)
         h = self.decoder_embed(self.encoder_norm(h)) + self.decoder_pos_embed_learned[:, span]
         for block, cache in zip(self.decoder_blocks, decoder_caches, strict=True):
-            h = block(h, condition, rope, mask, cache, keep)
+            h = block(h, condition, rope, mask, cache, keep, expand)
         return self.pred(self.decoder_norm(h))
 
     def _latent_tokens(self, latents: torch.Tensor) -> torch.Tensor:
