@@ -51,8 +51,10 @@ def fmt(value: float | None, spec: str) -> str:
 
 def table(rows: list[Row], columns: tuple[str, str] = ("latent", "decode")) -> str:
     lines = [
-        f"| file | ids equal | ids shape | max {columns[0]} diff | max {columns[1]} diff | upstream s | zoo s | "
-        "zoo/upstream time | note |",
+        (
+            f"| file | ids equal | ids shape | max {columns[0]} diff | max {columns[1]} diff | upstream s | "
+            "zoo s | zoo/upstream time | note |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
