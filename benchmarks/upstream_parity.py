@@ -49,6 +49,11 @@ def fmt(value: float | None, spec: str) -> str:
     return "inf" if value == float("inf") else format(value, spec)
 
 
+def percent(value: float | None) -> str:
+    """``"100.00 %"``, or ``"-"`` where neither side has ids (continuous generators and tokenizers)."""
+    return "-" if value is None else f"{value:.2f} %"
+
+
 def table(rows: list[Row], columns: tuple[str, str] = ("latent", "decode")) -> str:
     lines = [
         (
@@ -59,7 +64,7 @@ def table(rows: list[Row], columns: tuple[str, str] = ("latent", "decode")) -> s
     ]
     for r in rows:
         lines.append(
-            f"| {r.file} | {fmt(r.ids_equal, '.2f')} % | {r.ids_shape or '-'} | {fmt(r.latent_diff, '.2e')} | "
+            f"| {r.file} | {percent(r.ids_equal)} | {r.ids_shape or '-'} | {fmt(r.latent_diff, '.2e')} | "
             f"{fmt(r.decode_diff, '.2e')} | {r.upstream_s:.3f} | {r.zoo_s:.3f} | {r.time_ratio:.2f} | {r.note} |"
         )
     return "\n".join(lines)
@@ -133,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         up, up_s = timed(lambda path=path: adapter.run_upstream(upstream_model, path))
         ours, zoo_s = timed(lambda path=path: adapter.run_zoo(zoo_model, path))
-        rows.append(compare(path, up, up_s, ours, zoo_s))
+        rows.append(compare(path, up, up_s, ours, zoo_s, cls.relative))
         r = rows[-1]
         print(
-            f"  {path.name}: ids equal {fmt(r.ids_equal, '.2f')} %, {cls.columns[0]} {fmt(r.latent_diff, '.1e')}, "
+            f"  {path.name}: ids equal {percent(r.ids_equal)}, {cls.columns[0]} {fmt(r.latent_diff, '.1e')}, "
             f"{cls.columns[1]} {fmt(r.decode_diff, '.1e')}",
             flush=True,
         )
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print()
     print(
-        f"summary: {result['files']} files, min ids equal {fmt(result['min_ids_equal'], '.2f')} %, "
+        f"summary: {result['files']} files, min ids equal {percent(result['min_ids_equal'])}, "
         f"max {cls.columns[0]} diff {fmt(result['max_latent_diff'], '.2e')}, "
         f"max {cls.columns[1]} diff {fmt(result['max_decode_diff'], '.2e')}, "
         f"zoo/upstream time {result['time_ratio']:.2f}"

@@ -80,6 +80,37 @@ def test_sampling_reveals_each_token_once_in_its_order(himar) -> None:
     assert [a - b for a, b in zip(masked_m, masked_m[1:] + [0], strict=True)] == mar_reveal_counts(64, 4)
 
 
+def test_pivot_step_pairs_noise_rows_with_revealed_tokens_in_raster_order(himar) -> None:
+    """Upstream's pivot step gathers the revealed tokens' features (and so their noise rows) in raster
+    order (``nonzero``), not generation order: the zoo pairs them the same way, so a seeded zoo sample
+    equals upstream's under the same draws (benchmarks/parity/himar.py)."""
+    masks, feats, conds = [], [], []
+    decode, head = himar.decode_phase, himar.diffloss.net.forward
+
+    def spy_decode(phase: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = decode(phase, x, mask)
+        if phase == 0:
+            masks.append(mask[0, :16].bool())
+            feats.append(out[0, :16])
+        return out
+
+    def spy_head(x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if len(conds) < len(masks):  # the first head call of each pivot step
+            conds.append(z)
+        return head(x, t, z)
+
+    himar.decode_phase = spy_decode
+    himar.diffloss.net.forward = spy_head
+    himar.sample([3], pivot_cfg=1.0, cfg=1.0, steps=2, pivot_steps=5, dit_steps=2, head_steps=2, seed=1)
+    shuffled = 0
+    for step, (mask, feat, z) in enumerate(zip(masks, feats, conds, strict=True)):
+        nxt = masks[step + 1] if step + 1 < len(masks) else torch.zeros_like(mask)
+        revealed = (mask & ~nxt).nonzero().flatten()  # ascending positions
+        assert torch.equal(z, feat[revealed])
+        shuffled += len(revealed) > 1
+    assert shuffled  # some step reveals several tokens, so the order is exercised
+
+
 def test_phase_index_selects_its_modulation_slice() -> None:
     torch.manual_seed(0)
     block = PhaseBlock(8, 2)

@@ -82,6 +82,12 @@ def test_compare_reports_equal_ids_and_largest_differences() -> None:
         1.0,
     )
     assert extra.ids_equal == pytest.approx(50.0) and "semantic ids 50.00 %" in extra.note
+    # a column whose scale random weights make arbitrary is reported relative to upstream's magnitude
+    big = common.Output(decoded=torch.tensor([2e5, -1e5], dtype=torch.float64))
+    near = common.Output(decoded=torch.tensor([2e5 + 0.2, -1e5], dtype=torch.float64))
+    assert common.compare(Path("x.png"), big, 1.0, near, 1.0).decode_diff == pytest.approx(0.2, rel=1e-3)
+    rel = common.compare(Path("x.png"), big, 1.0, near, 1.0, relative=(False, True))
+    assert rel.decode_diff == pytest.approx(1e-6, rel=1e-3) and "relative" in rel.note
 
 
 def test_recorded_commit_is_read_from_the_registry_string() -> None:

@@ -23,6 +23,12 @@ MODULES: dict[str, tuple[str, ...]] = {
     "karl": ("karl",),
     "tokenbridge": ("tokenbridge",),
     "hivg": ("hivg",),
+    "vqgan_mage": ("vqgan_mage",),
+    "nar": ("nar",),
+    "xar": ("xar",),
+    "himar": ("himar",),
+    "restok_har": ("restok_har",),
+    "tokenbridge_gen": ("tokenbridge_gen",),
 }
 
 

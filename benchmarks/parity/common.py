@@ -73,6 +73,9 @@ class Adapter:
     stubs: tuple[str, ...] = ()  # training-only modules upstream imports at top level (see upstream_imports)
     # what ``Output.latent`` and ``Output.decoded`` hold, for the table's headers
     columns: tuple[str, str] = ("latent", "decode")
+    # report that column's difference relative to upstream's largest magnitude (for outputs whose scale
+    # random weights make arbitrary, e.g. a diffusion sampler's latents)
+    relative: tuple[bool, bool] = (False, False)
 
     def __init__(self, upstream: Path, *, seed: int = 0, options: dict[str, Any] | None = None) -> None:
         self.upstream = upstream
@@ -234,6 +237,19 @@ def recorded_commit(upstream_field: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+@contextlib.contextmanager
+def cuda_calls_on_cpu() -> Iterator[None]:
+    """``tensor.cuda()`` and ``module.cuda()`` return their object unchanged for the duration: upstream
+    scripts that move new tensors to the GPU run on the CPU, and nothing else changes."""
+    saved = torch.Tensor.cuda, nn.Module.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    nn.Module.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda, nn.Module.cuda = saved  # type: ignore[method-assign]
+
+
 # ---------------------------------------------------------------------------------------------- weights
 def randomize(module: nn.Module, seed: int, *, std: float = 0.02) -> nn.Module:
     """Give every floating parameter seeded values: its own init perturbed by ``std``-scaled noise.
@@ -322,7 +338,10 @@ def timed(fn: Callable[[], Output]) -> tuple[Output, float]:
     return out, time.perf_counter() - start
 
 
-def max_diff(a: torch.Tensor | None, b: torch.Tensor | None) -> tuple[float | None, str]:
+def max_diff(
+    a: torch.Tensor | None, b: torch.Tensor | None, *, relative: bool = False
+) -> tuple[float | None, str]:
+    """Largest absolute difference, or with ``relative`` that divided by ``a``'s largest magnitude."""
     if a is None or b is None:
         return None, ""
     if a.shape != b.shape:
@@ -330,7 +349,11 @@ def max_diff(a: torch.Tensor | None, b: torch.Tensor | None) -> tuple[float | No
             b = b.reshape(a.shape)
         else:
             return float("inf"), f"shapes {tuple(a.shape)} vs {tuple(b.shape)}"
-    return float((a.double() - b.double()).abs().max()), ""
+    diff = float((a.double() - b.double()).abs().max())
+    if relative:
+        scale = float(a.double().abs().max())
+        return diff / max(scale, 1e-30), f"relative to upstream's largest value {scale:.3g}"
+    return diff, ""
 
 
 def ids_equal(a: torch.Tensor | None, b: torch.Tensor | None) -> tuple[float | None, str, str]:
@@ -347,14 +370,21 @@ def ids_equal(a: torch.Tensor | None, b: torch.Tensor | None) -> tuple[float | N
     return 100.0 * float((a.long() == b.long()).double().mean()), "x".join(map(str, a.shape)), ""
 
 
-def compare(path: Path, up: Output, up_s: float, ours: Output, zoo_s: float) -> Row:
+def compare(
+    path: Path,
+    up: Output,
+    up_s: float,
+    ours: Output,
+    zoo_s: float,
+    relative: tuple[bool, bool] = (False, False),
+) -> Row:
     equal, shape, note = ids_equal(up.ids, ours.ids)
     notes = [note] if note else []
     for key in sorted(set(up.extra) | set(ours.extra)):
         e, _, n = ids_equal(up.extra.get(key), ours.extra.get(key))
         notes.append(f"{key} ids {e:.2f} %" + (f" ({n})" if n else ""))
         equal = e if equal is None else min(equal, e)
-    latent, n1 = max_diff(up.latent, ours.latent)
-    decoded, n2 = max_diff(up.decoded, ours.decoded)
+    latent, n1 = max_diff(up.latent, ours.latent, relative=relative[0])
+    decoded, n2 = max_diff(up.decoded, ours.decoded, relative=relative[1])
     notes += [f"latent {n1}" if n1 else "", f"decode {n2}" if n2 else ""]
     return Row(path.name, equal, shape, latent, decoded, up_s, zoo_s, "; ".join(n for n in notes if n))

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .common import GeneratorAdapter, Output, randomize, state_dict_of, through_converter
+from .common import GeneratorAdapter, Output, cuda_calls_on_cpu, randomize, state_dict_of, through_converter
 
 TAG = "tokenbridge_gen_l.in1k_256"
 # README's evaluation command for TokenBridge-L (main_tokenbridge.py's parser fills in the rest)
@@ -64,17 +64,6 @@ SMALL_UPSTREAM = {
 }  # fmt: skip
 SMALL_ZOO = {"dim": 256, "encoder_depth": 2, "decoder_depth": 2, "heads": 4, "channel_dim": 256,
              "channel_depth": 1, "channel_heads": 4}  # fmt: skip
-
-
-@contextlib.contextmanager
-def cuda_as_identity() -> Iterator[None]:
-    """Upstream's sampler moves new tensors with ``.cuda()``; on a CPU run that is the identity."""
-    original = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -215,7 +204,7 @@ class TokenBridgeGenAdapter(GeneratorAdapter):
             return seen["ids"], values
 
         with (
-            cuda_as_identity(),
+            cuda_calls_on_cpu(),
             patched(
                 net,
                 sample_orders=lambda bsz: order[None].expand(bsz, -1),
@@ -241,7 +230,7 @@ class TokenBridgeGenAdapter(GeneratorAdapter):
                 )
             else:
                 np.random.seed(seed)
-            with cuda_as_identity(), patched(net, **draws):
+            with cuda_calls_on_cpu(), patched(net, **draws):
                 samples[k] = net.sample_tokens(
                     bsz=1, num_iter=self.steps, cfg=cfg, cfg_schedule=self.args.cfg_schedule, labels=label,
                     temperature=temperature,

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from .common import GeneratorAdapter, Output, randomize, state_dict_of, through_converter
+from .common import GeneratorAdapter, Output, cuda_calls_on_cpu, randomize, state_dict_of, through_converter
 
 TAG = "xar_b.in1k_256"
 # README's "Evaluate xAR-B with classifier-free guidance" command (the arguments eval.py's parser reads)
@@ -52,17 +52,6 @@ EVAL_ARGS = ["--model", "xar_base", "--num_steps", "40", "--cfg", "2.7"]
 NULL_CLASS = 1000  # upstream's hard-coded null label (row 1000 of the 1001-row class table)
 CELLS, CELL_TOKENS = 4, 64
 DEFAULT_STEPS = 6
-
-
-@contextlib.contextmanager
-def cuda_calls_stay_on_cpu() -> Iterator[None]:
-    """``tensor.cuda()`` returns the tensor itself for the duration (upstream's device moves)."""
-    original = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -170,14 +159,14 @@ class XARAdapter(GeneratorAdapter):
         captured: list[torch.Tensor] = []
         hook = net.pred.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
         try:
-            with cuda_calls_stay_on_cpu(), training_without_dropout(net):
+            with cuda_calls_on_cpu(), training_without_dropout(net):
                 self._forward_seed()
                 net(latents, labels)
         finally:
             hook.remove()
         velocity = captured[0]
         samples = []
-        with cuda_calls_stay_on_cpu():
+        with cuda_calls_on_cpu():
             for cfg in self._cfgs():
                 torch.manual_seed(self._sample_seed())
                 samples.append(net.sample_tokens(num_steps=self.steps, cfg=cfg, label=labels[:1]))

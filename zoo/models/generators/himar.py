@@ -783,8 +783,9 @@ class HiMAR(Generator):
                     emb,
                 )
                 z = self.decode_phase(0, enc, mask)[:, :n_p]
-                # the order's head stays masked: reveal from its tail (upstream's mask_by_order)
-                idx = order_p[:, n_p - start - count : n_p - start]
+                # the order's head stays masked: reveal from its tail (upstream's mask_by_order); the
+                # revealed tokens take the head's noise rows in raster order, as upstream's do
+                idx = order_p[:, n_p - start - count : n_p - start].sort(1).values
                 start += count
                 pivot_z[rows, idx] = z[:b][rows, idx]
                 picked = torch.cat([z[:b][rows, idx], z[b:][rows, idx]]) if guided else z[rows, idx]
@@ -969,7 +970,7 @@ for _arch, _folder, _fid in (
             converter="convert_himar",
             checkpoint_key=("model_ema", "model", None),
             paper="arXiv:2505.20288",
-            upstream="https://github.com/HiDream-ai/himar",
+            upstream="https://github.com/HiDream-ai/himar @ 1d378c1",
             description=(
                 "Hi-MAR class-to-image on ImageNet 256 px over MAR's KL-16 latents with 8x8 pivots "
                 "(training checkpoint; the EMA weights are loaded, as upstream's --evaluate does)."
