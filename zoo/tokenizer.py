@@ -254,13 +254,7 @@ class ImageTokenizer(Tokenizer):
         uint8 (``read_image(..., keep_uint8=True)``, as ``zoo encode`` reads): the same result, and a
         large image is shrunk before any float copy of it is made.
         """
-        from .io.image import (
-            RESIZE_MODES,
-            center_crop_adm,
-            center_crop_bicubic,
-            center_crop_torchvision,
-            unit_float,
-        )
+        from .io.image import CENTER_CROPS, RESIZE_MODES, unit_float
 
         if media.ndim != 3 or media.shape[0] != self.in_channels:
             raise MediaError(
@@ -281,8 +275,7 @@ class ImageTokenizer(Tokenizer):
         size = resolution or self.resolution
         if size % self.downsample:
             raise ValueError(f"resolution {size} is not a multiple of {self.downsample}")
-        crop = {"adm": center_crop_adm, "torchvision": center_crop_torchvision}.get(mode, center_crop_bicubic)
-        return crop(media, size)[None]
+        return CENTER_CROPS[mode](media, size)[None]
 
     def finish(self, decoded: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         return decoded[0].clamp(0, 1)

@@ -26,6 +26,7 @@ from zoo._atomic import atomic_path
 from zoo.errors import MediaError
 
 __all__ = [
+    "CENTER_CROPS",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "RESIZE_MODES",
@@ -333,8 +334,6 @@ def write_image(path: str | Path, x: torch.Tensor | Image.Image, quality: int = 
 
 
 # ---------------------------------------------------------------------------------------------- resize
-RESIZE_MODES = ("adm", "bicubic", "torchvision")
-
 # A resize more than this many times larger than the square kept from it (aspect ratios beyond 16:1) is
 # computed only over the source region the square depends on: a 1 x 60000 strip scaled to a 256 px short
 # side would otherwise be 256 x 15.4 million pixels. Ordinary photos stay on the literal path.
@@ -537,3 +536,12 @@ def center_crop_torchvision(x: torch.Tensor, size: int) -> torch.Tensor:
     if pixels is not None:
         return pil_bicubic_crop(pixels, (new_h, new_w), top, left, size, x).to(x.device)
     return bicubic_crop(x, (new_h, new_w), top, left, size, antialias=True)
+
+
+# ``ImageTokenizer.prepare(resize=...)``: each mode's resize + centre crop
+CENTER_CROPS = {
+    "adm": center_crop_adm,
+    "bicubic": center_crop_bicubic,
+    "torchvision": center_crop_torchvision,
+}
+RESIZE_MODES = tuple(CENTER_CROPS)

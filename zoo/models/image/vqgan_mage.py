@@ -16,8 +16,8 @@ the codebook term by 0.25 and the commitment term by 1.
 Images enter in ``[0, 1]`` as upstream feeds them (no ``[-1, 1]`` shift) and the decoder output is not
 clamped. ``prepare`` resizes as KARL's demo and ``evaluate.py`` do before this VQGAN (torchvision's
 ``Resize(256, BICUBIC)`` + ``CenterCrop(256)``, bit-identical on 8-bit files); ``resize="adm"`` or
-``"bicubic"`` give the other crops. For KARL, `features` gives the continuous encoder output before quantization and
-`decode_codes` decodes any code-space map (KARL feeds probability-weighted soft codes).
+``"bicubic"`` give the other crops. For KARL, `features` gives the continuous encoder output before
+quantization and `decode_codes` decodes any code-space map (KARL feeds probability-weighted soft codes).
 """
 
 from __future__ import annotations
