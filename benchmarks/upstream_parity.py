@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     upstream_model, zoo_model = adapter.build()
     files = args.files or adapter.files(args.data, args.limit)
+    adapter.before_runs(files)
     rows = []
     for path in files:
         up, up_s = timed(lambda path=path: adapter.run_upstream(upstream_model, path))

@@ -181,3 +181,15 @@ def test_the_command_runs_an_adapter_end_to_end(
     assert result["summary"]["min_ids_equal"] == 87.5
     card = (tmp_path / "model_cards" / "fake.md").read_text()
     assert "| b.png | 87.50 % |" in card and "Rerun: `python benchmarks/upstream_parity.py fake" in card
+
+
+def test_training_without_dropout_zeroes_every_rate_and_restores_them() -> None:
+    """Upstream's teacher-forced branch runs in train mode with no dropout; the net comes back as it was."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
+    net.label_drop_prob = 0.1
+    net.eval()
+    with common.training_without_dropout(net, [(net, "label_drop_prob")]):
+        assert net.training and net[1].p == 0.0 and net.label_drop_prob == 0.0
+        x = torch.ones(64, 2)
+        assert torch.equal(net(x), net[0](x))  # nothing dropped in train mode
+    assert not net.training and net[1].p == 0.3 and net.label_drop_prob == 0.1

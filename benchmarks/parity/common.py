@@ -12,7 +12,7 @@ import sys
 import time
 import types
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -97,6 +97,9 @@ class Adapter:
     def files(self, data: Path, limit: int) -> list[Path]:
         return real_files(self.modality, data, limit)
 
+    def before_runs(self, files: Sequence[Path]) -> None:
+        """Work both sides share (a generator's tokenization), done once before the timed runs."""
+
     def run_upstream(self, upstream_model: Any, path: Path) -> Output:
         raise NotImplementedError
 
@@ -121,19 +124,34 @@ class GeneratorAdapter(Adapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tokenizer: Any = None
+        self._tokens: dict[Path, Any] = {}
 
-    def tokens(self, path: Path) -> Any:
-        """The substrate's :class:`~zoo.tokens.Tokens` for ``path`` (the zoo's documented path)."""
-        import zoo
-        from zoo.io import read_media
-
+    @property
+    def tokenizer(self) -> Any:
+        """The substrate at paper size with seeded random weights, built on first use."""
         if self._tokenizer is None:
+            import zoo
+
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed + 1)
                 self._tokenizer = zoo.create(self.substrate).eval()
-        model = self._tokenizer
-        with torch.no_grad():
-            return model.encode(model.prepare(read_media(path, modality=model.modality), path=path))
+        return self._tokenizer
+
+    def tokens(self, path: Path) -> Any:
+        """The substrate's :class:`~zoo.tokens.Tokens` for ``path`` (the zoo's documented path), computed
+        once per file."""
+        if path not in self._tokens:
+            from zoo.io import read_media
+
+            model = self.tokenizer
+            with torch.no_grad():
+                media = read_media(path, modality=model.modality)
+                self._tokens[path] = model.encode(model.prepare(media, path=path))
+        return self._tokens[path]
+
+    def before_runs(self, files: Sequence[Path]) -> None:
+        for path in files:  # tokenized up front, so neither side's time includes the shared tokenizer
+            self.tokens(path)
 
     def label(self, path: Path) -> int:
         """A class label fixed by the file name, the same on both sides."""
@@ -235,6 +253,25 @@ def recorded_commit(upstream_field: str | None) -> str | None:
     """The commit in a registry ``upstream`` string (``"https://github.com/x/y @ abc1234 ..."``)."""
     match = re.search(r"@\s*([0-9a-f]{7,40})\b", upstream_field or "")
     return match.group(1) if match else None
+
+
+@contextlib.contextmanager
+def training_without_dropout(net: nn.Module, zeroed: Iterable[tuple[Any, str]] = ()) -> Iterator[None]:
+    """Train mode (upstream's teacher-forced branch is chosen by ``self.training``) with every
+    ``nn.Dropout`` and each ``(object, attribute)`` of ``zeroed`` (class-label dropout probabilities,
+    attention dropouts kept as floats) at zero; the modes and values come back afterwards."""
+    saved = [(m, "p", m.p) for m in net.modules() if isinstance(m, nn.Dropout)]
+    saved += [(obj, name, getattr(obj, name)) for obj, name in zeroed]
+    was_training = net.training
+    try:
+        for obj, name, _ in saved:
+            setattr(obj, name, 0.0)
+        net.train()
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+        net.train(was_training)
 
 
 @contextlib.contextmanager

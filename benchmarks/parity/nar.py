@@ -40,7 +40,6 @@ from .common import (
     GeneratorAdapter,
     Output,
     randomize,
-    skimage_photo_files,
     state_dict_of,
     through_converter,
 )
@@ -98,8 +97,6 @@ class NARAdapter(GeneratorAdapter):
         net = randomize(net.eval(), self.seed)
         overrides = {} if self.depth == 12 else {"depth": self.depth}
         zoo_model = through_converter(self.tag, {"model": state_dict_of(net)}, **overrides)
-        # build the substrate tokenizer here, so that it is not timed as part of upstream's first file
-        self.tokens(skimage_photo_files(1)[0])
         return net, zoo_model
 
     def _sample_seed(self) -> int:

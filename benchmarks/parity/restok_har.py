@@ -28,24 +28,27 @@ class label from the file name:
 No deliberate zoo difference changes these outputs (the zoo has no ``cfg_interval``; the script passes -1,
 which disables it). ``--option size=small`` builds upstream's GPT-B (768 wide, 12 blocks) on both sides
 for quick runs; ``--option sample_seed=N`` changes the sampling seed (default 0, the script's
-``--global-seed``). ResTok-L tokenizes each file once (a few seconds, outside the timed runs when the
-default files are used). Upstream needs ``omegaconf`` (``pip install --target DIR omegaconf`` and
+``--global-seed``). ResTok-L tokenizes each file once, before the timed runs (a few seconds a file). Upstream needs ``omegaconf`` (``pip install --target DIR omegaconf`` and
 ``PYTHONPATH=DIR``); its tokenizer module, imported by ``demo_util``, imports ``accelerate`` and
 ``webdataset`` for training only (stubbed when missing).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from .common import GeneratorAdapter, Output, randomize, state_dict_of, through_converter
+from .common import (
+    GeneratorAdapter,
+    Output,
+    randomize,
+    state_dict_of,
+    through_converter,
+    training_without_dropout,
+)
 
 TAG = "restok_har_l.in1k_256"
 CONFIG = "configs/infer/ResTok/llamagen_l_c2i_restok_l_128.yaml"
@@ -66,26 +69,6 @@ EXTRA = {
 }
 # upstream GPT sizes the adapter offers, with the zoo constructor arguments of the same network
 SIZES = {"paper": ("GPT-L", {}), "small": ("GPT-B", {"dim": 768, "depth": 12, "heads": 12})}
-
-
-@contextlib.contextmanager
-def _training_forward(net: nn.Module) -> Iterator[None]:
-    """Train mode (upstream's teacher-forced path needs it) with every dropout and the class dropout at 0;
-    restores the modes and probabilities afterwards."""
-    dropouts = [(m, m.p) for m in net.modules() if isinstance(m, nn.Dropout)]
-    class_dropout = net.cls_embedding.dropout_prob
-    was_training = net.training
-    try:
-        for m, _ in dropouts:
-            m.p = 0.0
-        net.cls_embedding.dropout_prob = 0.0
-        net.train()
-        yield
-    finally:
-        for m, p in dropouts:
-            m.p = p
-        net.cls_embedding.dropout_prob = class_dropout
-        net.train(was_training)
 
 
 class ResTokHARAdapter(GeneratorAdapter):
@@ -112,7 +95,6 @@ class ResTokHARAdapter(GeneratorAdapter):
         self.sample_seed = self.option_int("sample_seed", 0)
         self.generate_har: Any = None
         self.num_steps = 0
-        self._ids: dict[Path, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ build
     def build(self) -> tuple[Any, Any]:
@@ -135,16 +117,8 @@ class ResTokHARAdapter(GeneratorAdapter):
         return net, zoo_model
 
     # ------------------------------------------------------------------ inputs
-    def files(self, data: Path, limit: int) -> list[Path]:
-        found = super().files(data, limit)
-        for path in found:  # tokenize up front, so the timed runs time the generators only
-            self._file_ids(path)
-        return found
-
     def _file_ids(self, path: Path) -> torch.Tensor:
-        if path not in self._ids:
-            self._ids[path] = self.tokens(path).ids.reshape(1, -1).long()
-        return self._ids[path]
+        return self.tokens(path).ids.reshape(1, -1).long()
 
     def _labels(self, path: Path) -> torch.Tensor:
         return torch.tensor([self.label(path)])
@@ -173,7 +147,7 @@ class ResTokHARAdapter(GeneratorAdapter):
 
     def run_upstream(self, net: Any, path: Path) -> Output:
         ids, labels = self._file_ids(path), self._labels(path)
-        with _training_forward(net):
+        with training_without_dropout(net, [(net.cls_embedding, "dropout_prob")]):
             logits, _ = net(ids, labels)
         return Output(
             ids=self._upstream_sample(net, labels, OFFICIAL),

@@ -115,7 +115,6 @@ class TokenBridgeGenAdapter(GeneratorAdapter):
         self.small = self.options.get("small", "0") not in ("0", "false", "")
         self.args: Any = None
         self.defaults: Any = None
-        self._cache: dict[Path, tuple[Any, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ build
     def build(self) -> tuple[Any, Any]:
@@ -145,20 +144,12 @@ class TokenBridgeGenAdapter(GeneratorAdapter):
         return net, zoo_model
 
     # ------------------------------------------------------------------ shared inputs
-    def files(self, data: Path, limit: int) -> list[Path]:
-        paths = super().files(data, limit)
-        for path in paths:  # tokenize up front, so neither side's time includes the shared tokenizer
-            self._latents(path)
-        return paths
-
     def _latents(self, path: Path) -> tuple[Any, torch.Tensor]:
         """The file's substrate tokens and their dequantized values ``[1, 16, 16, 16]`` (scaled latent space:
-        what upstream's training forward quantizes), computed once per file."""
-        if path not in self._cache:
-            tokens = self.tokens(path)
-            with torch.no_grad():
-                self._cache[path] = tokens, self._tokenizer.dequantize(tokens)
-        return self._cache[path]
+        what upstream's training forward quantizes)."""
+        tokens = self.tokens(path)
+        with torch.no_grad():
+            return tokens, self.tokenizer.dequantize(tokens)
 
     def _mask_draw(self, path: Path, seq_len: int) -> tuple[int, float, torch.Tensor]:
         """The seeded mask ratio and order the zoo's ``training_loss`` draws after ``manual_seed(seed)``."""
@@ -280,7 +271,7 @@ class TokenBridgeGenAdapter(GeneratorAdapter):
                 samples[k] = model.sample(
                     [label], cfg=cfg, steps=self.steps, temperature=temperature, seed=seed
                 )
-        decoded = self._tokenizer.dequantize(samples[0])  # the substrate's dequantization of the sample
+        decoded = self.tokenizer.dequantize(samples[0])  # the substrate's dequantization of the sample
         return Output(ids=samples[0].ids, latent=latent, decoded=decoded, extra={"cfg1": samples[1].ids})
 
 

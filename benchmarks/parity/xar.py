@@ -37,14 +37,20 @@ blocks on both sides (for quick checks; the paper's 8 by default).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .common import GeneratorAdapter, Output, cuda_calls_on_cpu, randomize, state_dict_of, through_converter
+from .common import (
+    GeneratorAdapter,
+    Output,
+    cuda_calls_on_cpu,
+    randomize,
+    state_dict_of,
+    through_converter,
+    training_without_dropout,
+)
 
 TAG = "xar_b.in1k_256"
 # README's "Evaluate xAR-B with classifier-free guidance" command (the arguments eval.py's parser reads)
@@ -54,26 +60,10 @@ CELLS, CELL_TOKENS = 4, 64
 DEFAULT_STEPS = 6
 
 
-@contextlib.contextmanager
-def training_without_dropout(net: Any) -> Iterator[None]:
-    """Upstream's training branch (attention picks it by ``self.training``) with every dropout and the
-    class dropout at zero; the old values and mode come back afterwards."""
-    saved: list[tuple[Any, str, Any]] = [(net, "label_drop_prob", net.label_drop_prob)]
-    for module in net.modules():
-        if isinstance(module, torch.nn.Dropout):
-            saved.append((module, "p", module.p))
-        if hasattr(module, "attn_drop") and isinstance(module.attn_drop, float):
-            saved.append((module, "attn_drop", module.attn_drop))
-    was_training = net.training
-    for obj, name, _ in saved:
-        setattr(obj, name, 0.0)
-    net.train()
-    try:
-        yield
-    finally:
-        for obj, name, value in saved:
-            setattr(obj, name, value)
-        net.train(was_training)
+def _dropout_rates(net: Any) -> list[tuple[Any, str]]:
+    """xAR's dropout rates outside ``nn.Dropout``: the class-label drop and float attention dropouts."""
+    rates = [(m, "attn_drop") for m in net.modules() if isinstance(getattr(m, "attn_drop", None), float)]
+    return [(net, "label_drop_prob"), *rates]
 
 
 class XARAdapter(GeneratorAdapter):
@@ -159,7 +149,7 @@ class XARAdapter(GeneratorAdapter):
         captured: list[torch.Tensor] = []
         hook = net.pred.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
         try:
-            with cuda_calls_on_cpu(), training_without_dropout(net):
+            with cuda_calls_on_cpu(), training_without_dropout(net, _dropout_rates(net)):
                 self._forward_seed()
                 net(latents, labels)
         finally:
