@@ -115,3 +115,13 @@ def test_non_8bit_input_takes_the_float_path_close_to_pil(vq16) -> None:
     nudged = vq16.prepare(media + 1e-2 / 255, resolution=224)  # no longer 8-bit levels: float path
     assert not torch.equal(exact, nudged)
     assert (exact - nudged).abs().mean() < 3 / 255
+
+
+def test_zoo_encode_offers_every_resize_mode() -> None:
+    """The CLI lists the modes as literals (it keeps zoo.io out of its start-up): they must stay the same."""
+    from zoo.cli import build_parser
+    from zoo.io.image import RESIZE_MODES
+
+    encode = build_parser()._subparsers._group_actions[0].choices["encode"]
+    (resize,) = [a for a in encode._actions if "--resize" in a.option_strings]
+    assert tuple(resize.choices) == RESIZE_MODES
